@@ -90,8 +90,9 @@ def write_files(out_dir: str | os.PathLike[str], files: Mapping[str, str]) -> li
     """Write ``files`` (relative path → text) under ``out_dir``, all or nothing.
 
     Everything is first written into a temporary directory inside ``out_dir`` (same file system),
-    then each file is moved over its destination with ``os.replace`` (atomic per file). Files
-    whose content is unchanged are not touched.
+    then each changed file is moved over its destination with ``os.replace``, the old one kept
+    aside; if any move fails, the moves already made are undone. Unchanged files are not touched.
+    Returns the paths written.
     """
     root = Path(out_dir)
     for rel in files:
@@ -99,18 +100,33 @@ def write_files(out_dir: str | os.PathLike[str], files: Mapping[str, str]) -> li
         if p.is_absolute() or ".." in p.parts:
             raise ValueError(f"files: expected relative paths inside out_dir, got {rel!r}")
     root.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    done: list[tuple[Path, Path | None]] = []  # (destination, its previous version or None)
     with tempfile.TemporaryDirectory(prefix=".derive-", dir=root) as tmp:
         staged: list[tuple[Path, Path]] = []
-        for rel, text in sorted(files.items()):
-            src = Path(tmp) / rel
-            src.parent.mkdir(parents=True, exist_ok=True)
-            src.write_bytes(text.encode("utf-8"))
-            staged.append((src, root / rel))
-        for src, dest in staged:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.is_file() and dest.read_bytes() == src.read_bytes():
+        for i, (rel, text) in enumerate(sorted(files.items())):
+            data = text.encode("utf-8")
+            dest = root / rel
+            if dest.is_file() and dest.read_bytes() == data:
                 continue
-            os.replace(src, dest)
-            written.append(dest)
-    return written
+            src = Path(tmp) / "new" / str(i)
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_bytes(data)
+            staged.append((src, dest))
+        try:
+            for i, (src, dest) in enumerate(staged):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                backup = None
+                if dest.exists():
+                    backup = Path(tmp) / "old" / str(i)
+                    backup.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(dest, backup)
+                done.append((dest, backup))
+                os.replace(src, dest)
+        except BaseException:
+            for dest, backup in reversed(done):
+                if backup is not None:
+                    os.replace(backup, dest)
+                else:
+                    dest.unlink(missing_ok=True)
+            raise
+    return [dest for dest, _ in done]
