@@ -14,11 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-import sympy as sp
-
 from derive import model as m
 from derive.derivation import Derivation, derive
 from derive.errors import DeriveError
+from derive.printing.text import text
 from derive.verify import prove
 
 PROG = "bptt-derive"
@@ -129,12 +128,12 @@ def summary(d: Derivation) -> list[str]:
         for term, expr in zip(expansion.terms, d.closed.expanded[name], strict=True):
             chain = " · ".join(f"∂{f.numerator.name}/∂{f.denominator.name}" for f in term.factors)
             lines.append(f"  {chain}")
-            lines.append(f"    = {sp.sstr(expr)}")
+            lines.append(f"    = {text(expr)}")
     lines.append("backward recurrence:")
     for line in d.closed.recurrence:
-        lines.append(f"  {line.target.name} = {sp.sstr(line.expression)}")
+        lines.append(f"  {text(line.target)} = {text(line.expression)}")
     for name, expr in d.closed.collected.items():
-        lines.append(f"  dE/d{name} = {sp.sstr(expr)}")
+        lines.append(f"  dE/d{name} = {text(expr)}")
     return lines
 
 

@@ -48,7 +48,8 @@ class Factor:
         """∂E/∂denominator given upstream = ∂E/∂numerator (the 1×1 identity starts a sweep)."""
         out = self.pullback.xreplace({self.placeholder: upstream})
         if upstream == sp.Identity(1) and isinstance(out, sp.MatMul):
-            out = sp.MatMul(*(a for a in out.args if a != upstream))
+            rest = [a for a in out.args if a != upstream]
+            out = rest[0] if len(rest) == 1 else sp.MatMul(*rest)
         return out
 
 

@@ -70,7 +70,8 @@ def test_sigmoid_code_form_is_the_sigmoid() -> None:
     assert sp.simplify((act.stable_phi(v) - act.phi(v)).rewrite(sp.exp)) == 0
 
 
-@pytest.mark.parametrize("node", [sp.Identity(n), DiagMatrix(A.T), sp.MatrixExpr(A)]  # the last: a node no printer knows)
+# the last: a bare MatrixExpr, a node no printer knows
+@pytest.mark.parametrize("node", [sp.Identity(n), DiagMatrix(A.T), sp.MatrixExpr(A)])
 def test_printer_refuses_what_it_cannot_print(node: sp.MatrixExpr) -> None:
     with pytest.raises(
         (TypeError, NotImplementedError, sp.printing.codeprinter.PrintMethodNotImplementedError)
