@@ -79,11 +79,11 @@ class ModuleContext:
     gradient_blocks: tuple[Block, ...]
     # loop form
     loop_forward: tuple[Block, ...]
-    loop_state: Statement | None
+    loop_state: tuple[str, ...]
     loop_output: tuple[Block, ...]
     loop_loss: tuple[Block, ...]
     loop_backward_head: tuple[Block, ...]
-    loop_backward_step: Statement | None
+    loop_backward_step: tuple[str, ...]
     loop_gradients: tuple[Block, ...]
 
 
@@ -242,11 +242,11 @@ def _empty_straight() -> dict[str, object]:
 def _empty_loop() -> dict[str, object]:
     return {
         "loop_forward": (),
-        "loop_state": None,
+        "loop_state": (),
         "loop_output": (),
         "loop_loss": (),
         "loop_backward_head": (),
-        "loop_backward_step": None,
+        "loop_backward_step": (),
         "loop_gradients": (),
     }
 
@@ -651,11 +651,11 @@ def _loop_context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> Module
         loss_doc=_loss_doc(config, loop=True),
         helpers=_helpers(config),
         loop_forward=fwd_blocks,
-        loop_state=Statement("s[t]", p(update)),
+        loop_state=tuple(printer.inplace("s[t]", update)),
         loop_output=out_blocks,
         loop_loss=loss_blocks,
         loop_backward_head=tuple(head),
-        loop_backward_step=Statement("delta[t]", p(delta_mid)),
+        loop_backward_step=tuple(printer.inplace("delta[t]", delta_mid)),
         loop_gradients=grads,
         **_empty_straight(),  # type: ignore[arg-type]
     )

@@ -90,7 +90,9 @@ def _forward(
     s_prev = s_0
     for t in range(T):
         # Eq. 33: s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s)
-        s[t] = np.tanh(xw[t] + s_prev @ W_s)
+        np.matmul(s_prev, W_s, out=s[t])
+        s[t] += xw[t]
+        np.tanh(s[t], out=s[t])
         s_prev = s[t]
     s2 = s.reshape(T * B, n_s)
     # Eq. 34: ȳ_t for every step in one matrix product
@@ -140,7 +142,9 @@ def _gradients(
     delta[T - 1] = gW[T - 1] * dphi[T - 1]
     for t in range(T - 2, -1, -1):
         # R2: δ_t = (δ_(t+1) W_sᵀ [+ g_t W_yᵀ]) ⊙ Φ'(z̄_t)
-        delta[t] = (delta[t + 1] @ W_s.T + gW[t]) * dphi[t]
+        np.matmul(delta[t + 1], W_s.T, out=delta[t])
+        delta[t] += gW[t]
+        delta[t] *= dphi[t]
     delta2 = delta.reshape(T * B, n_s)
     # Eq. 37: ∂E_t/∂W_y = ∂E_t/∂ȳ_t · ∂ȳ_t/∂W_y, over the loss's steps
     # R3: Σ_t s̄_tᵀ g_t as one matrix product

@@ -61,7 +61,7 @@ def test_summary_prints_the_terms(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "∂E_3/∂y_3 · ∂y_3/∂s_3 · ∂s_3/∂s_2 · ∂s_2/∂s_1 · ∂s_1/∂W_s" in out
-    assert "delta_1 = " in out
+    assert "δ_1 = " in out
 
 
 @pytest.mark.parametrize(

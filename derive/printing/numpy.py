@@ -21,6 +21,22 @@ from derive import model as m
 _MUL = PRECEDENCE["Mul"]
 
 
+def _is_leaf(e: Any) -> bool:
+    return isinstance(e, sp.MatrixSymbol) or (
+        isinstance(e, sp.Transpose) and isinstance(e.arg, sp.MatrixSymbol)
+    )
+
+
+def _is_row_dot(matrices: Any) -> bool:
+    """ū v̄ᵀ … : the product starts with a 1×1 inner product of two row vectors."""
+    return (
+        len(matrices) >= 2
+        and matrices[0].shape[0] == 1
+        and isinstance(matrices[1], sp.Transpose)
+        and matrices[1].shape[1] == 1
+    )
+
+
 def _is_negated(term: sp.Basic) -> bool:
     if not isinstance(term, sp.MatMul):
         return False
@@ -46,12 +62,7 @@ class BPTTNumPyPrinter(NumPyPrinter):
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         """Matrix products as ``@``; a scalar coefficient in front with ``*``."""
         coeff, matrices = expr.as_coeff_matrices()
-        if (
-            len(matrices) >= 2
-            and matrices[0].shape[0] == 1
-            and isinstance(matrices[1], sp.Transpose)
-            and matrices[1].shape[1] == 1
-        ):
+        if _is_row_dot(matrices):
             # ū v̄ᵀ of two row vectors is 1×1; generated code stacks a batch of rows, so it is a
             # dot product per row (B×1), which then scales the rest of the product row by row.
             u = self.parenthesize(matrices[0], _MUL, strict=False)
@@ -151,6 +162,49 @@ class BPTTNumPyPrinter(NumPyPrinter):
     def _print_Rational(self, expr: sp.Rational) -> str:
         """A rational as a float literal division (Python 3): ``1/2``."""
         return f"{expr.p}/{expr.q}"
+
+    # -----------------------------------------------------------------------------------------
+    # In-place statements: the recurrences write each step into preallocated memory.
+
+    def inplace(self, out: str, expr: Any) -> list[str]:
+        """Lines that compute ``expr`` into the existing array ``out`` without temporaries
+        where NumPy allows it (``np.matmul(..., out=)``, ``+=``, ``*=``, ufuncs with ``out=``).
+
+        Falls back to ``out[...] = expr`` for a node it cannot write in place, and refuses to
+        write in place when ``expr`` reads ``out`` itself.
+        """
+        if out in {str(s.name) for s in expr.atoms(sp.MatrixSymbol)}:
+            return [f"{out}[...] = {self._print(expr)}"]
+        return self._inplace(out, expr)
+
+    def _inplace(self, out: str, expr: Any) -> list[str]:
+        if isinstance(expr, sp.MatAdd):
+            # a product first (written by matmul), the other terms added or subtracted
+            args = sorted(expr.args, key=lambda a: (_is_negated(a), not isinstance(a, sp.MatMul)))
+            lines = self._inplace(out, args[0])
+            for a in args[1:]:
+                if _is_negated(a):
+                    lines.append(f"{out} -= {self._print(-a)}")
+                else:
+                    lines.append(f"{out} += {self._print(a)}")
+            return lines
+        if isinstance(expr, sp.MatMul):
+            coeff, matrices = expr.as_coeff_matrices()
+            if coeff == 1 and len(matrices) == 2 and not _is_row_dot(matrices):
+                a, b = (self.parenthesize(x, _MUL, strict=False) for x in matrices)
+                return [f"np.matmul({a}, {b}, out={out})"]
+        if isinstance(expr, sp.HadamardProduct):
+            args = sorted(expr.args, key=_is_leaf)  # the compound factor is written first
+            lines = self._inplace(out, args[0])
+            lines.extend(f"{out} *= {self._print(a)}" for a in args[1:])
+            return lines
+        if isinstance(expr, ElementwiseApplyFunction):
+            body = self._elementwise_body(expr)
+            ufunc = self._kf.get(type(body).__name__) if isinstance(body, sp.Function) else None
+            if ufunc is not None and len(body.args) == 1:  # Φ = tanh: np.tanh(out, out=out)
+                name = self._module_format(ufunc)
+                return [*self._inplace(out, expr.expr), f"{name}({out}, out={out})"]
+        return [f"{out}[...] = {self._print(expr)}"]
 
     def _print_DiagMatrix(self, expr: Any) -> str:
         """Jacobians (diag) are for the notes; generated code uses ⊙ instead."""
