@@ -35,6 +35,7 @@ from derive import labels
 from derive import model as m
 from derive.derivation import Derivation, derive
 from derive.printing.numpy import BPTTNumPyPrinter
+from derive.printing.text import text
 from derive.render import format_python, render
 
 Expr: TypeAlias = sp.MatrixExpr
@@ -325,16 +326,14 @@ def _prune(statements: list[tuple[str, sp.MatrixSymbol, Expr]], needed: set[str]
 
 
 def _blocks(
-    statements: list[tuple[str, sp.MatrixSymbol, Expr]], printer: BPTTNumPyPrinter, what: dict
+    statements: list[tuple[str, sp.MatrixSymbol, Expr]], printer: BPTTNumPyPrinter
 ) -> tuple[Block, ...]:
+    """One block per equation label, each statement's comment its equation in plain text."""
     blocks: list[Block] = []
     for label, target, expr in statements:
-        comment = f"# {label}: {what.get(target.name, target.name)}"
+        comment = f"# {label}: {text(target)} = {text(expr)}"
         st = Statement(target.name, printer.doprint(expr))
-        if blocks and blocks[-1].comments[0] == comment:
-            blocks[-1] = Block(blocks[-1].comments, (*blocks[-1].statements, st))
-        else:
-            blocks.append(Block((comment,), (st,)))
+        blocks.append(Block((comment,), (st,)))
     return tuple(blocks)
 
 
@@ -391,18 +390,8 @@ def _straight_context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> Mo
     config, act = d.config, d.config.act
     n = config.steps
     fwd = _forward_statements(d, n)
-    what: dict[str, str] = {}
-    for t in range(1, n + 1):
-        what |= {
-            f"z_{t}": f"z̄_{t} = x̄_{t} W_x + s̄_{t - 1} W_s",
-            f"s_{t}": f"s̄_{t} = Φ(z̄_{t})",
-            f"o_{t}": f"ō_{t} = s̄_{t} W_y",
-            f"y_{t}": f"ȳ_{t}",
-        }
     forward_needed = {f"s_{t}" for t in range(1, n + 1)} | {f"y_{t}" for t in range(1, n + 1)}
     loss_st = _loss_statements(d)
-    what["E"] = "E = " + _loss_doc(config, loop=False)
-    what |= {f"_e{t}": f"the error d̄_{t} − ȳ_{t}" for t in range(1, n + 1)}
     # Gradients: the expanded terms with Φ' through s̄_t, cse over all of them at once.
     order = ("W_y", "W_s", "W_x")
     term_exprs: list[Expr] = []
@@ -464,10 +453,10 @@ def _straight_context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> Mo
                 )
             )
     gradient_statements = _prune(fwd, backward_needed | {f"y_{t}" for t in config.loss_terms})
-    fwd_blocks = _blocks(_prune(fwd, forward_needed), printer, what)
+    fwd_blocks = _blocks(_prune(fwd, forward_needed), printer)
     loss_fwd = _prune(fwd, {f"y_{t}" for t in config.loss_terms})
-    loss_blocks = _blocks([*loss_fwd, *loss_st], printer, what)
-    grad_fwd_blocks = _blocks([*gradient_statements, *loss_st], printer, what)
+    loss_blocks = _blocks([*loss_fwd, *loss_st], printer)
+    grad_fwd_blocks = _blocks([*gradient_statements, *loss_st], printer)
     title = f"BPTT gradients of the lecture's RNN, straight-line for exactly T = {n} steps"
     desc = _wrap(
         f"Configuration: {config.describe()}.",

@@ -83,23 +83,23 @@ def _forward(
     x_1 = x[0]
     x_2 = x[1]
     x_3 = x[2]
-    # Eq. 33: z̄_1 = x̄_1 W_x + s̄_0 W_s
+    # Eq. 33: z_1 = s_0 · W_s + x_1 · W_x
     z_1 = s_0 @ W_s + x_1 @ W_x
-    # Eq. 33: s̄_1 = Φ(z̄_1)
+    # Eq. 33: s_1 = Φ(z_1)
     s_1 = np.tanh(z_1)
-    # Eq. 34: ȳ_1
+    # Eq. 34: y_1 = s_1 · W_y
     y_1 = s_1 @ W_y
-    # Eq. 33: z̄_2 = x̄_2 W_x + s̄_1 W_s
+    # Eq. 33: z_2 = s_1 · W_s + x_2 · W_x
     z_2 = s_1 @ W_s + x_2 @ W_x
-    # Eq. 33: s̄_2 = Φ(z̄_2)
+    # Eq. 33: s_2 = Φ(z_2)
     s_2 = np.tanh(z_2)
-    # Eq. 34: ȳ_2
+    # Eq. 34: y_2 = s_2 · W_y
     y_2 = s_2 @ W_y
-    # Eq. 33: z̄_3 = x̄_3 W_x + s̄_2 W_s
+    # Eq. 33: z_3 = s_2 · W_s + x_3 · W_x
     z_3 = s_2 @ W_s + x_3 @ W_x
-    # Eq. 33: s̄_3 = Φ(z̄_3)
+    # Eq. 33: s_3 = Φ(z_3)
     s_3 = np.tanh(z_3)
-    # Eq. 34: ȳ_3
+    # Eq. 34: y_3 = s_3 · W_y
     y_3 = s_3 @ W_y
     return np.stack((s_1, s_2, s_3)), np.stack((y_1, y_2, y_3))
 
@@ -116,23 +116,23 @@ def _loss(
     x_2 = x[1]
     x_3 = x[2]
     d_3 = d[2]
-    # Eq. 33: z̄_1 = x̄_1 W_x + s̄_0 W_s
+    # Eq. 33: z_1 = s_0 · W_s + x_1 · W_x
     z_1 = s_0 @ W_s + x_1 @ W_x
-    # Eq. 33: s̄_1 = Φ(z̄_1)
+    # Eq. 33: s_1 = Φ(z_1)
     s_1 = np.tanh(z_1)
-    # Eq. 33: z̄_2 = x̄_2 W_x + s̄_1 W_s
+    # Eq. 33: z_2 = s_1 · W_s + x_2 · W_x
     z_2 = s_1 @ W_s + x_2 @ W_x
-    # Eq. 33: s̄_2 = Φ(z̄_2)
+    # Eq. 33: s_2 = Φ(z_2)
     s_2 = np.tanh(z_2)
-    # Eq. 33: z̄_3 = x̄_3 W_x + s̄_2 W_s
+    # Eq. 33: z_3 = s_2 · W_s + x_3 · W_x
     z_3 = s_2 @ W_s + x_3 @ W_x
-    # Eq. 33: s̄_3 = Φ(z̄_3)
+    # Eq. 33: s_3 = Φ(z_3)
     s_3 = np.tanh(z_3)
-    # Eq. 34: ȳ_3
+    # Eq. 34: y_3 = s_3 · W_y
     y_3 = s_3 @ W_y
-    # Eq. 35: the error d̄_3 − ȳ_3
+    # Eq. 35: _e3 = d_3 - y_3
     _e3 = d_3 - y_3
-    # Eq. 35: E = E_3 = (d̄_3 − ȳ_3)², summed over the batch
+    # Eq. 35: E = tr(_e3 · _e3ᵀ)
     E = np.vdot(_e3, _e3)
     return E
 
@@ -149,23 +149,23 @@ def _gradients(
     x_2 = x[1]
     x_3 = x[2]
     d_3 = d[2]
-    # Eq. 33: z̄_1 = x̄_1 W_x + s̄_0 W_s
+    # Eq. 33: z_1 = s_0 · W_s + x_1 · W_x
     z_1 = s_0 @ W_s + x_1 @ W_x
-    # Eq. 33: s̄_1 = Φ(z̄_1)
+    # Eq. 33: s_1 = Φ(z_1)
     s_1 = np.tanh(z_1)
-    # Eq. 33: z̄_2 = x̄_2 W_x + s̄_1 W_s
+    # Eq. 33: z_2 = s_1 · W_s + x_2 · W_x
     z_2 = s_1 @ W_s + x_2 @ W_x
-    # Eq. 33: s̄_2 = Φ(z̄_2)
+    # Eq. 33: s_2 = Φ(z_2)
     s_2 = np.tanh(z_2)
-    # Eq. 33: z̄_3 = x̄_3 W_x + s̄_2 W_s
+    # Eq. 33: z_3 = s_2 · W_s + x_3 · W_x
     z_3 = s_2 @ W_s + x_3 @ W_x
-    # Eq. 33: s̄_3 = Φ(z̄_3)
+    # Eq. 33: s_3 = Φ(z_3)
     s_3 = np.tanh(z_3)
-    # Eq. 34: ȳ_3
+    # Eq. 34: y_3 = s_3 · W_y
     y_3 = s_3 @ W_y
-    # Eq. 35: the error d̄_3 − ȳ_3
+    # Eq. 35: _e3 = d_3 - y_3
     _e3 = d_3 - y_3
-    # Eq. 35: E = E_3 = (d̄_3 − ȳ_3)², summed over the batch
+    # Eq. 35: E = tr(_e3 · _e3ᵀ)
     E = np.vdot(_e3, _e3)
     # Eq. 36: ∂E_3/∂W_y one chain-rule step
     #   ∂E_3/∂ȳ_3 · ∂ȳ_3/∂W_y

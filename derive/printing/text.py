@@ -45,6 +45,10 @@ class TextPrinter(StrPrinter):
         name = {m.Phi: "Φ", m.dPhi: "Φ'"}.get(fn, self._print(fn))
         return f"{name}({self._print(expr.expr)})"
 
+    def _print_Trace(self, expr: sp.Trace) -> str:
+        """tr(·) as in the notes."""
+        return f"tr({self._print(expr.arg)})"
+
     def _print_Softmax(self, expr: Any) -> str:
         """softmax by name."""
         return f"softmax({self._print(expr.arg)})"
