@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup derive notes test test-fast lint drift check bench bench-quick clean
+.PHONY: help setup derive notes readme-image test test-fast lint drift check bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -21,8 +21,11 @@ setup: $(STAMP) ## create .venv and install the project with its test tools
 derive: $(STAMP) ## derive and (re)write generated/ (gradient modules and notes)
 	$(PY) -m derive --out-dir generated
 
-notes: derive ## compile generated/notes/bptt.pdf with latexmk and a PNG of page 1
+notes: derive ## compile generated/notes/bptt.pdf with latexmk, and PNGs of its pages
 	$(PY) -m derive.notes_pdf generated/notes/bptt.tex
+
+readme-image: notes ## refresh docs/notes-page1.png, the README's picture of the notes
+	$(PY) -m derive.notes_pdf generated/notes/bptt.tex --readme-image docs/notes-page1.png
 
 test: $(STAMP) ## run the whole test suite (the README's test command)
 	$(PY) -m pytest
@@ -30,7 +33,7 @@ test: $(STAMP) ## run the whole test suite (the README's test command)
 test-fast: $(STAMP) ## the tests without the slow derivations
 	$(PY) -m pytest -m "not slow"
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy on derive/
+lint: $(STAMP) ## ruff check, ruff format --check, mypy on derive/ and generated/
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy

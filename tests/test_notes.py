@@ -1,0 +1,459 @@
+"""The notes: content and order, labels shared with the code, the gradient-check table, the figure,
+and the two renderers: LaTeX compiles cleanly (latexmk) and every math span parses (KaTeX).
+
+The TeX and KaTeX tests skip locally, with the reason, when latexmk or node (with
+tests/katex/node_modules) is missing; with CI=true they never skip. `.ci/install-notes-deps`
+installs both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import sympy as sp
+from conftest import ROOT
+
+from derive import derive, labels, notes, notes_pdf
+from derive import model as m
+from derive.errors import GenerationError
+from derive.printing.latex import WIDTH, latex, width
+from derive.render import render
+
+NOTES = ROOT / "generated" / "notes"
+TEX, MD = NOTES / "bptt.tex", NOTES / "bptt.md"
+KATEX = ROOT / "tests" / "katex"
+ALL_LABELS = {f"Eq. {n}" for n in range(33, 48)} | {f"R{n}" for n in range(1, 6)}
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _require(ok: bool, reason: str) -> None:
+    """Skip with ``reason`` locally; fail in CI, where the tools are installed."""
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: this test must run; see .ci/install-notes-deps)")
+        pytest.skip(f"{reason}; install with .ci/install-notes-deps or set CI=true to require it")
+
+
+def _modules() -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((ROOT / "generated").glob("*.py"))}
+
+
+# A hand-written stand-in for a generated module: the same interface, a few label comments.
+FAKE = '''"""A stand-in for a generated module, straight-line for T = 3."""
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+CONFIG: dict[str, Any] = {"steps": 3, "loss_steps": "last"}
+
+
+class Gradients(NamedTuple):
+    loss: float
+    W_x: Any
+    W_s: Any
+    W_y: Any
+
+
+def _rows(x, d, s0, n_s):
+    batched = x.ndim == 3
+    x = x if batched else x[:, None, :]
+    d = d if batched else d[:, None, :]
+    s0 = np.zeros((x.shape[1], n_s)) if s0 is None else np.reshape(s0, (x.shape[1], n_s))
+    return x, d, s0
+
+
+def _states(x, W_x, W_s, s0):
+    s = [s0]
+    for t in range(3):
+        # Eq. 33: s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s)
+        s.append(np.tanh(x[t] @ W_x + s[t] @ W_s))
+    return s
+
+
+def loss(x, d, W_x, W_s, W_y, s0=None):
+    x, d, s0 = _rows(x, d, s0, W_s.shape[0])
+    s = _states(x, W_x, W_s, s0)
+    # Eq. 35: E_3
+    e = d[2] - s[3] @ W_y
+    return float(np.vdot(e, e))
+
+
+def gradients(x, d, W_x, W_s, W_y, s0=None):
+    x, d, s0 = _rows(x, d, s0, W_s.shape[0])
+    s = _states(x, W_x, W_s, s0)
+    # R1: g_3
+    g = -2 * (d[2] - s[3] @ W_y)
+    # Eq. 36: ∂E_3/∂W_y
+    # R3: s̄_3ᵀ g_3
+    dW_y = s[3].T @ g
+    # R2: δ_3, δ_2, δ_1
+    delta = {3: (g @ W_y.T) * (1 - s[3] ** 2)}
+    for t in (2, 1):
+        delta[t] = (delta[t + 1] @ W_s.T) * (1 - s[t] ** 2)
+
+    # R4: Σ_i s̄_(i-1)ᵀ δ_i
+    dW_s = sum(s[t - 1].T @ delta[t] for t in (1, 2, 3))
+    # R5: Σ_i x̄_iᵀ δ_i
+    dW_x = sum(x[t - 1].T @ delta[t] for t in (1, 2, 3))
+    return Gradients(loss(x, d, W_x, W_s, W_y, s0), dW_x, dW_s, dW_y)
+'''
+# The same module with W_s where the recurrence needs W_sᵀ: a wrong ∂E/∂W_s and ∂E/∂W_x.
+WRONG = FAKE.replace("delta[t] = (delta[t + 1] @ W_s.T)", "delta[t] = (delta[t + 1] @ W_s)")
+
+
+# --- content ------------------------------------------------------------------------------------
+
+
+def test_sections_in_the_issues_order() -> None:
+    tex = TEX.read_text()
+    titles = re.findall(r"^\\section\{(.*?)\}", tex, re.M)
+    assert titles == [
+        "The model",
+        "The unfolded model at step 3",
+        "The loss at step 3 and the output weights",
+        "The state weights: three paths back in time",
+        "The input weights",
+        "N steps back",
+        "Verification",
+        "Where the code is",
+    ]
+    md_titles = re.findall(r"^## \d (.*)$", MD.read_text(), re.M)
+    assert md_titles == titles
+
+
+@pytest.mark.parametrize("path", [TEX, MD], ids=["tex", "md"])
+def test_every_label_is_an_equation_tag_exactly_once(path: Path) -> None:
+    text = path.read_text()
+    assert notes.tags_in(text) == ALL_LABELS
+    for label in ALL_LABELS:
+        assert text.count(rf"\tag{{{labels.tag(label)}}}") == 1, label
+
+
+def test_the_tags_come_in_the_order_of_the_sections() -> None:
+    """The lecture's case (33–46) first, then N steps back (37, 42, 47), then ours (R1–R5)."""
+    order = ["33", "34", "35", "36", "38", "39", "40", "41", "43", "44", "45", "46", "37", "42"]
+    order += ["47", "R1", "R2", "R3", "R4", "R5"]
+    for path in (TEX, MD):
+        assert re.findall(r"\\tag\{([^}]*)\}", path.read_text()) == order
+
+
+def test_derived_formulas_come_from_the_printer() -> None:
+    """The closed forms in the notes are the printer's text of the derivation's expressions."""
+    d = derive()
+    tex, md = TEX.read_text(), MD.read_text()
+    unbroken = re.sub(r" \\\\\n&\\qquad\{\} ", " ", tex)
+    for weight in m.WEIGHT_NAMES:
+        for term in d.closed.expanded[weight]:
+            assert latex(term) in unbroken, (weight, latex(term))
+    for line in d.closed.recurrence:
+        assert latex(line.expression) in tex
+        assert latex(line.expression) in md
+    for label, symbol, _ in d.forward:
+        assert latex(symbol) in tex, label
+
+
+def test_the_templates_type_no_notation() -> None:
+    """Notation lives in the printer's table: the templates only place printed strings."""
+    for path in sorted((ROOT / "templates").glob("*.jinja")):
+        if not (path.name.startswith("notes") or path.name == "_macros.jinja"):
+            continue
+        static = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", path.read_text(), flags=re.S)
+        for notation in (r"\\bar\b", r"\\partial", r"\\odot", r"\\top\b", r"\\Phi", r"\\delta"):
+            assert not re.search(notation, static), (path.name, notation)
+        assert not re.search(r"\bW_[xsy]\b", static), path.name
+
+
+def test_long_rows_are_broken_to_fit() -> None:
+    tex = TEX.read_text()
+    blocks = re.findall(r"\\begin\{aligned\}\n(.*?)\n\\end\{aligned\}", tex, re.S)
+    assert any("&\\qquad{}" in b for b in blocks), "no display was broken across lines"
+    for block in blocks:
+        for line in block.split(" \\\\\n"):
+            assert width(line) <= WIDTH + 6, line  # + the side-by-side factor tables' gap
+
+
+def test_rendering_is_deterministic() -> None:
+    lecture, total = derive(notes.LECTURE), derive(notes.TOTAL)
+    one = notes.build_context(lecture, total, {"fake.py": FAKE}, prove=False)
+    two = notes.build_context(
+        derive(notes.LECTURE), derive(notes.TOTAL), {"fake.py": FAKE}, prove=False
+    )
+    assert one == two
+    for template in ("notes.tex.jinja", "notes.md.jinja"):
+        assert render(template, one) == render(template, two)
+
+
+def test_notes_of_a_fake_module_show_its_checks_and_code() -> None:
+    context = notes.build_context(
+        derive(notes.LECTURE), derive(notes.TOTAL), {"fake.py": FAKE}, prove=False
+    )
+    tex = render("notes.tex.jinja", context)
+    md = render("notes.md.jinja", context)
+    assert r"\texttt{generated/fake.py} & 3 & none &" in tex
+    assert "| `generated/fake.py` | 3 | 4 |" in md
+    assert "[`generated/fake.py`](../fake.py)" in md
+    assert "| (R2) | `gradients`: [" in md
+
+
+# --- the figure -------------------------------------------------------------------------------
+
+
+def test_the_figure_is_the_derivations_dependency_graph() -> None:
+    context = notes.build_context(derive(), derive(notes.TOTAL), {}, prove=False)
+    assert [n.id for n in context.nodes] == [
+        "x1", "x2", "x3", "s0", "s1", "s2", "s3", "y3", "E3", "d3",
+    ]  # fmt: skip
+    edges = {(e.source, e.target, e.tex) for e in context.edges}
+    assert edges == {
+        *((f"x{t}", f"s{t}", "W_x") for t in (1, 2, 3)),
+        *((f"s{t - 1}", f"s{t}", "W_s") for t in (1, 2, 3)),
+        ("s3", "y3", "W_y"),
+        ("y3", "E3", ""),
+        ("d3", "E3", ""),
+    }
+    md = MD.read_text()
+    assert "```mermaid\nflowchart LR\n" in md
+    assert 's2 -- "W<sub>s</sub>" --> s3' in md
+    assert r"\draw[->] (s2) -- node[above] {\(W_s\)} (s3);" in TEX.read_text()
+
+
+# --- general forms: checked against every concrete term -----------------------------------------
+
+
+def test_a_general_form_must_reproduce_every_term() -> None:
+    i, N = notes.i, notes.N
+    terms = [m.s(k - 1).T * m.delta(k) for k in (1, 2, 3)]
+    good = notes._step_symbol("s", i - 1).T * notes._step_symbol("delta", i)
+    assert notes._check(terms, good, [{i: k} for k in (1, 2, 3)]) == good
+    wrong = notes._step_symbol("s", i).T * notes._step_symbol("delta", i)
+    with pytest.raises(GenerationError, match="does not give"):
+        notes._check(terms, wrong, [{i: k} for k in (1, 2, 3)])
+    assert notes._instantiate(notes._step_symbol("E", N), {N: 3}) == m.E(3)
+    assert notes._renumber(m.s(2) * m.W_s, {2: i + 1}).args[0].name == "s_i + 1"
+    assert latex(sp.Sum(good, (i, 1, N))) == r"\sum_{i=1}^{N} \bar{s}_{i-1}^{\top} \delta_{i}"
+
+
+# --- labels: the notes and the code agree -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [TEX, MD], ids=["tex", "md"])
+def test_labels_in_code_and_notes_agree(path: Path) -> None:
+    modules = _modules()
+    cited = {label for src in modules.values() for _, label in labels.cited_in_code(src)}
+    assert cited - {labels.STATE, labels.OUTPUT, labels.LOSS} == ALL_LABELS - {
+        labels.STATE,
+        labels.OUTPUT,
+        labels.LOSS,
+    }
+    assert notes.label_mismatch(modules, path.read_text()) == []
+
+
+def test_the_label_check_can_fail() -> None:
+    modules, tex = _modules(), TEX.read_text()
+    assert notes.label_mismatch(modules, tex.replace(r"\tag{39}", "")) == [
+        "Eq. 39 is cited in the code but not defined in the notes"
+    ]
+    without_r4 = {k: re.sub(r"^\s*# R4:.*\n", "", v, flags=re.M) for k, v in modules.items()}
+    assert notes.label_mismatch(without_r4, tex) == [
+        "R4 is defined in the notes but cited in no generated module"
+    ]
+    extra = {
+        **modules,
+        "extra.py": "def f():\n    # Eq. 48: not in the lecture's table\n    pass\n",
+    }
+    assert notes.label_mismatch(extra, tex) == [
+        "Eq. 48 is cited in the code but not defined in the notes"
+    ]
+
+
+def test_code_spans_find_function_and_lines() -> None:
+    spans = notes.code_spans(FAKE)
+    lines = FAKE.splitlines()
+
+    def at(label: str) -> list[tuple[str, list[str]]]:
+        return [(fn, lines[a - 1 : b]) for fn, a, b in spans[label]]
+
+    ((fn, body),) = at("Eq. 33")
+    assert fn == "_states" and body[-1].strip().startswith("s.append(")
+    ((fn, body),) = at("Eq. 36")  # two label comments head one statement
+    assert fn == "gradients" and body[-1].strip() == "dW_y = s[3].T @ g"
+    ((fn, body),) = at("R3")
+    assert body == ["    # R3: s̄_3ᵀ g_3", "    dW_y = s[3].T @ g"]
+    ((fn, body),) = at("R2")  # the loop under the comment, up to the next label
+    assert body[-1].strip() == "delta[t] = (delta[t + 1] @ W_s.T) * (1 - s[t] ** 2)"
+    assert [fn for fn, _ in at("Eq. 35")] == ["loss"]
+
+
+def test_section_8_links_each_label_to_its_lines() -> None:
+    md = MD.read_text()
+    source = (ROOT / "generated" / "bptt_e3.py").read_text().splitlines()
+    for a, b in re.findall(r"\]\(\.\./bptt_e3\.py#L(\d+)-L(\d+)\)", md):
+        assert 1 <= int(a) <= int(b) <= len(source)
+    first = re.search(r"\| \(38\) \| `_gradients`: \[(\d+)–(\d+)\]", md)
+    assert first is not None
+    assert source[int(first.group(1)) - 1].strip().startswith("# Eq. 38:")
+
+
+# --- the gradient check -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "bound"),
+    [
+        (3.2e-8, r"\le 10^{-7}"),
+        (1e-8, r"\le 10^{-8}"),
+        (9.99e-9, r"\le 10^{-8}"),
+        (2e-12, r"\le 10^{-9}"),
+        (0.0, r"\le 10^{-9}"),
+    ],
+)
+def test_errors_are_reported_as_a_power_of_ten(error: float, bound: str) -> None:
+    assert notes.power_of_ten_bound(error) == bound
+
+
+def test_the_gradient_check_passes_a_right_module_reproducibly() -> None:
+    rows = notes._check_rows({"fake.py": FAKE})
+    assert [(r.module, r.steps, r.batch) for r in rows] == [
+        ("generated/fake.py", "3", "none"),
+        ("generated/fake.py", "3", "4"),
+    ]
+    assert rows == notes._check_rows({"fake.py": FAKE})
+
+
+def test_the_gradient_check_rejects_a_wrong_gradient() -> None:
+    module = notes.load_module("wrong", WRONG)
+    errors = notes.relative_errors(module, 3, None)
+    assert errors[1] > 1e-3 and errors[0] > 1e-3  # W_x, W_s wrong; W_y right
+    assert errors[2] < notes.CHECK_LIMIT
+    with pytest.raises(GenerationError, match=r"gradient check of generated/wrong.py failed"):
+        notes._check_rows({"wrong.py": WRONG})
+
+
+def test_the_committed_table_checks_both_modules() -> None:
+    md = MD.read_text()
+    rows = re.findall(r"^\| `(generated/\w+\.py)` \| (\d) \| (\w+) \|", md, re.M)
+    assert rows == [
+        ("generated/bptt.py", "1", "none"),
+        ("generated/bptt.py", "3", "none"),
+        ("generated/bptt.py", "5", "none"),
+        ("generated/bptt.py", "5", "4"),
+        ("generated/bptt_e3.py", "3", "none"),
+        ("generated/bptt_e3.py", "3", "4"),
+    ]
+
+
+# --- LaTeX: compiles without errors, undefined references or overfull boxes ----------------------
+
+
+def test_log_problems_reads_a_tex_log() -> None:
+    log = "\n".join(
+        [
+            r"Overfull \hbox (9.9pt too wide) in paragraph at lines 10--12",
+            r"Overfull \hbox (10.5pt too wide) detected at line 40",
+            r"Overfull \vbox (20.0pt too high) has occurred while \output is active",
+            "LaTeX Warning: Reference `sec:nope' on page 2 undefined on input line 9.",
+            "./bptt.tex:12: Undefined control sequence.",
+            "Output written on bptt.pdf (8 pages, 189039 bytes).",
+        ]
+    )
+    problems = notes_pdf.log_problems(log)
+    assert [p.split(":")[0] for p in problems] == [
+        "LaTeX error",
+        "undefined",
+        "overfull box, 10.5pt (limit 10pt)",
+        "overfull box, 20.0pt (limit 10pt)",
+    ]
+    assert notes_pdf.page_count(log) == 8
+    assert notes_pdf.log_problems("Overfull \\hbox (3.0pt too wide) in paragraph\n") == []
+
+
+def _latexmk() -> None:
+    _require(shutil.which("latexmk") is not None, "latexmk not found")
+
+
+@pytest.mark.tex
+def test_the_notes_compile_cleanly(tmp_path: Path) -> None:
+    _latexmk()
+    tex = tmp_path / "bptt.tex"
+    shutil.copyfile(TEX, tex)
+    build = notes_pdf.compile_tex(tex, tmp_path / "build")  # raises on any problem
+    assert build.pdf.is_file() and build.pages >= 6
+    assert "Overfull" not in build.log or notes_pdf.log_problems(build.log) == []
+
+
+@pytest.mark.tex
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (r"\noindent\rule{\dimexpr\textwidth+25pt\relax}{1pt}", "overfull box, 25.0pt"),
+        (r"See Section~\ref{sec:nowhere}.", "undefined"),
+        (r"\begin{equation} x \end{equation*}", "LaTeX error"),
+    ],
+    ids=["overfull", "undefined-reference", "error"],
+)
+def test_the_compile_check_fails_on_a_bad_tex(tmp_path: Path, body: str, problem: str) -> None:
+    _latexmk()
+    tex = tmp_path / "bad.tex"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\n" + body + "\n\\end{document}\n")
+    with pytest.raises(notes_pdf.NotesBuildError, match=re.escape(problem)):
+        notes_pdf.compile_tex(tex, tmp_path / "build")
+
+
+def test_notes_pdf_says_when_latexmk_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert notes_pdf.main([str(TEX)]) == 2
+    err = capsys.readouterr().err
+    assert "not found on PATH" in err and "install-notes-deps" in err
+    assert notes_pdf.main([str(NOTES / "missing.tex")]) == 2
+
+
+# --- Markdown: every math span parses with KaTeX ----------------------------------------------
+
+
+def _katex(path: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    _require(node is not None, "node not found")
+    _require((KATEX / "node_modules" / "katex").is_dir(), "tests/katex/node_modules is missing")
+    assert node is not None
+    return subprocess.run(
+        [node, str(KATEX / "check.mjs"), str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_markdown_math_parses_with_katex() -> None:
+    proc = _katex(MD)
+    assert proc.returncode == 0, proc.stderr
+    counts = re.search(r"parsed (\d+) display and (\d+) inline", proc.stdout)
+    assert counts is not None and int(counts.group(1)) >= 30 and int(counts.group(2)) >= 100
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (r"\frac{\partial E_{3}}{\partial \bar{y}_{3}", "KaTeX parse error"),
+        (r"\bar{s}_{3} \odott \bar{s}_{2}", "Undefined control sequence"),
+    ],
+)
+def test_the_katex_check_fails_on_broken_math(tmp_path: Path, broken: str, message: str) -> None:
+    md = MD.read_text()
+    bad = tmp_path / "bad.md"
+    bad.write_text(md.replace(r"\bar{y}_{t} = \bar{s}_{t} W_y\tag{34}", broken + r"\tag{34}", 1))
+    assert bad.read_text() != md
+    proc = _katex(bad)
+    assert proc.returncode == 1
+    assert message in proc.stderr and f"{bad}:" in proc.stderr
+
+
+def test_the_katex_check_fails_on_a_dollar_outside_math(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.md"
+    bad.write_text(MD.read_text() + "\nThe loss $E_3$ in the wrong syntax.\n")
+    proc = _katex(bad)
+    assert proc.returncode == 1 and "outside" in proc.stderr
