@@ -7,7 +7,9 @@ Configuration: any T, activation=tanh, output=linear, scale=1, loss_steps=all.
 Loss: E = Σ_t E_t, E_t = (d̄_t − ȳ_t)², summed over the batch.
 
 Written for speed: x̄_t W_x for all steps in one matrix product, the recurrences of Eq. 33 and
-R2 step by step, each weight gradient one matrix product over the stacked time×batch axis.
+R2 step by step and in place, each weight gradient one matrix product over the stacked
+time×batch axis. loss() and gradients() keep their large scratch arrays (a few T×B×n arrays) per
+thread for the last sizes used, so repeated calls allocate nothing large.
 
 The lecture's RNN in row-vector form (Eq. 33–35):
     s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s),   ȳ_t = s̄_t W_y,   E_t = c (d̄_t − ȳ_t)(d̄_t − ȳ_t)ᵀ
@@ -22,6 +24,7 @@ float32 and float64 inputs keep their dtype; integers become float64; other dtyp
 
 from __future__ import annotations
 
+import threading
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -77,27 +80,33 @@ def gradients(x: Any, d: Any, W_x: Any, W_s: Any, W_y: Any, s0: Any = None) -> G
 # The derivation, transcribed. Each block is headed by the equation label the notes use.
 
 
+def _states(
+    x: np.ndarray, W_x: np.ndarray, W_s: np.ndarray, s_0: np.ndarray, s: np.ndarray, xw: np.ndarray
+) -> None:
+    """s̄_1 … s̄_T written into s (T, B, n_s); xw (same shape) receives x̄_t W_x."""
+    T, B = x.shape[:2]
+    x2, xw2 = x.reshape(T * B, -1), xw.reshape(T * B, -1)
+    # Eq. 33: the input part x̄_t W_x of every step in one matrix product
+    np.matmul(x2, W_x, out=xw2)
+    s_prev = s_0
+    for s_t, xw_t in zip(s, xw, strict=True):
+        # Eq. 33: s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s), written into s̄_t's row block
+        np.matmul(s_prev, W_s, out=s_t)
+        s_t += xw_t
+        np.tanh(s_t, out=s_t)
+        s_prev = s_t
+
+
 def _forward(
     x: np.ndarray, W_x: np.ndarray, W_s: np.ndarray, W_y: np.ndarray, s_0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    T, B, _ = x.shape
-    n_s, n_y = W_s.shape[0], W_y.shape[1]
-    x2 = x.reshape(T * B, -1)
-    # Eq. 33: the input part x̄_t W_x of every step in one matrix product
-    xw2 = x2 @ W_x
-    xw = xw2.reshape(T, B, n_s)
-    s = np.empty((T, B, n_s), dtype=xw.dtype)
-    s_prev = s_0
-    for t in range(T):
-        # Eq. 33: s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s)
-        np.matmul(s_prev, W_s, out=s[t])
-        s[t] += xw[t]
-        np.tanh(s[t], out=s[t])
-        s_prev = s[t]
-    s2 = s.reshape(T * B, n_s)
+    T, B = x.shape[:2]
+    s = np.empty((T, B, W_s.shape[0]), dtype=x.dtype)
+    _states(x, W_x, W_s, s_0, s, np.empty_like(s))
+    s2 = s.reshape(T * B, -1)
     # Eq. 34: ȳ_t for every step in one matrix product
     y2 = s2 @ W_y
-    return s, y2.reshape(T, B, n_y)
+    return s, y2.reshape(T, B, -1)
 
 
 def _loss(
@@ -108,12 +117,19 @@ def _loss(
     W_y: np.ndarray,
     s_0: np.ndarray,
 ) -> np.floating:
-    T, B, n_y = d.shape
-    _, y = _forward(x, W_x, W_s, W_y, s_0)
-    d2, y2 = d.reshape(T * B, n_y), y.reshape(T * B, n_y)
+    w = _workspace(x.shape[:2], W_s.shape[0], W_y.shape[1], x.dtype)
+    _states(x, W_x, W_s, s_0, w["s"], w["xw"])
+    T = x.shape[0]
+    B = x.shape[1]
+    d2 = d.reshape(T * B, -1)
+    s2 = w["s2"]
+    y2 = w["y2"]
+    e2 = w["e2"]
+    # Eq. 34: ȳ_t for every step
+    np.matmul(s2, W_y, out=y2)
     # Eq. 35: E = Σ_t E_t, E_t = (d̄_t − ȳ_t)², summed over the batch
-    _e = d2 - y2
-    E = np.vdot(_e, _e)
+    np.subtract(d2, y2, out=e2)
+    E = np.vdot(e2, e2)
     return E
 
 
@@ -125,27 +141,41 @@ def _gradients(
     W_y: np.ndarray,
     s_0: np.ndarray,
 ) -> tuple[np.floating, np.ndarray, np.ndarray, np.ndarray]:
-    T, B, n_y = d.shape
-    n_s = W_s.shape[0]
-    s, y = _forward(x, W_x, W_s, W_y, s_0)
-    x2, s2 = x.reshape(T * B, -1), s.reshape(T * B, n_s)
-    d2, y2 = d.reshape(T * B, n_y), y.reshape(T * B, n_y)
+    w = _workspace(x.shape[:2], W_s.shape[0], W_y.shape[1], x.dtype)
+    _states(x, W_x, W_s, s_0, w["s"], w["xw"])
+    T = x.shape[0]
+    B = x.shape[1]
+    x2 = x.reshape(T * B, -1)
+    d2 = d.reshape(T * B, -1)
+    s2 = w["s2"]
+    dphi = w["dphi"]
+    dphi2 = w["dphi2"]
+    delta = w["delta"]
+    delta2 = w["delta2"]
+    y2 = w["y2"]
+    e2 = w["e2"]
+    g2 = w["g2"]
+    gW = w["gW"]
+    gW2 = w["gW2"]
+    # Eq. 34: ȳ_t for every step
+    np.matmul(s2, W_y, out=y2)
     # Eq. 35: E = Σ_t E_t, E_t = (d̄_t − ȳ_t)², summed over the batch
-    _e = d2 - y2
-    E = np.vdot(_e, _e)
-    delta = np.empty_like(s)
+    np.subtract(d2, y2, out=e2)
+    E = np.vdot(e2, e2)
     # R1: g_t = ∂E/∂ō_t for every step at once
-    g2 = -2 * (d2 - y2)
+    np.multiply(e2, -2, out=g2)
     # R2: Φ'(z̄_t) for every step at once, then δ_T
-    dphi = 1 - s**2
-    gW = (g2 @ W_y.T).reshape(T, B, n_s)
-    delta[T - 1] = gW[T - 1] * dphi[T - 1]
-    for t in range(T - 2, -1, -1):
-        # R2: δ_t = (δ_(t+1) W_sᵀ [+ g_t W_yᵀ]) ⊙ Φ'(z̄_t)
-        np.matmul(delta[t + 1], W_s.T, out=delta[t])
-        delta[t] += gW[t]
-        delta[t] *= dphi[t]
-    delta2 = delta.reshape(T * B, n_s)
+    np.multiply(s2, s2, out=dphi2)
+    np.subtract(1, dphi2, out=dphi2)
+    np.matmul(g2, W_y.T, out=gW2)
+    np.multiply(gW[T - 1], dphi[T - 1], out=delta[T - 1])
+    for delta_t, delta_next, gW_t, dphi_t in zip(
+        delta[-2::-1], delta[:0:-1], gW[-2::-1], dphi[-2::-1], strict=True
+    ):
+        # R2: δ_t = (δ_(t+1) W_sᵀ + g_t W_yᵀ) ⊙ Φ'(z̄_t), from t = T − 1 down to 1
+        np.matmul(delta_next, W_s.T, out=delta_t)
+        delta_t += gW_t
+        delta_t *= dphi_t
     # Eq. 37: ∂E_t/∂W_y = ∂E_t/∂ȳ_t · ∂ȳ_t/∂W_y, over the loss's steps
     # R3: Σ_t s̄_tᵀ g_t as one matrix product
     dE_dW_y = s2.T @ g2
@@ -156,6 +186,33 @@ def _gradients(
     # R5: Σ_i x̄_iᵀ δ_i as one matrix product
     dE_dW_x = x2.T @ delta2
     return E, dE_dW_x, dE_dW_s, dE_dW_y
+
+
+# Scratch arrays of loss() and gradients(), per thread, for the last sizes used: a fresh large
+# array costs page faults (the kernel maps and zeroes it) on every call; reused ones do not.
+_scratch = threading.local()
+
+
+def _workspace(tb: tuple[int, ...], n_s: int, n_y: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    key = (tb, n_s, n_y, dtype)
+    cached = getattr(_scratch, "arrays", None)
+    if cached is None or cached[0] != key:
+        T, B = tb
+        arrays = {}
+        for name, n in (
+            ("s", n_s),
+            ("xw", n_s),
+            ("dphi", n_s),
+            ("delta", n_s),
+            ("y", n_y),
+            ("e", n_y),
+            ("g", n_y),
+            ("gW", n_s),
+        ):
+            a = np.empty((T, B, n), dtype=dtype)
+            arrays[name], arrays[name + "2"] = a, a.reshape(T * B, n)
+        cached = _scratch.arrays = (key, arrays)
+    return cached[1]
 
 
 # ---------------------------------------------------------------------------------------------

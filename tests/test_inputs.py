@@ -204,3 +204,26 @@ def test_bptt_accepts_any_length() -> None:
     for T in (1, 4, 50):
         x, d, w, s0 = random_problem(np.random.default_rng(T), T, (2, 3, 4), 2, True)
         assert np.isfinite(bptt.loss(x, d, *w, s0))
+
+
+def test_scratch_reuse_across_shapes_and_threads() -> None:
+    """loss()/gradients() reuse per-thread scratch arrays: results must not depend on the calls
+    before them, returned arrays must not alias the scratch, and threads must not interfere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problems = [
+        random_problem(np.random.default_rng(i), T, (2, 3, 4), batch, True)
+        for i, (T, batch) in enumerate([(5, 2), (3, 4), (7, None), (5, 2)])
+    ]
+    first = [bptt.gradients(x, d, *w, s0) for x, d, w, s0 in problems]
+    again = [bptt.gradients(x, d, *w, s0) for x, d, w, s0 in reversed(problems)][::-1]
+    for a, b in zip(first, again, strict=True):
+        assert a.loss == b.loss
+        for name in ("W_x", "W_s", "W_y"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.shares_memory(first[0].W_s, first[3].W_s)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda p: bptt.gradients(p[0], p[1], *p[2], p[3]), problems * 8))
+    for got, want in zip(results, first * 8, strict=True):
+        assert got.loss == want.loss
+        np.testing.assert_array_equal(got.W_s, want.W_s)

@@ -178,33 +178,83 @@ class BPTTNumPyPrinter(NumPyPrinter):
         return self._inplace(out, expr)
 
     def _inplace(self, out: str, expr: Any) -> list[str]:
+        p = self._print
+        if _is_leaf(expr):
+            return [f"np.copyto({out}, {p(expr)})"]
         if isinstance(expr, sp.MatAdd):
-            # a product first (written by matmul), the other terms added or subtracted
-            args = sorted(expr.args, key=lambda a: (_is_negated(a), not isinstance(a, sp.MatMul)))
-            lines = self._inplace(out, args[0])
-            for a in args[1:]:
-                if _is_negated(a):
-                    lines.append(f"{out} -= {self._print(-a)}")
-                else:
-                    lines.append(f"{out} += {self._print(a)}")
+            terms = sorted(expr.args, key=lambda a: (_is_negated(a), not isinstance(a, sp.MatMul)))
+            first, rest = terms[0], terms[1:]
+            if _is_leaf(first) and rest and (_is_leaf(rest[0]) or _is_leaf(-rest[0])):
+                op, other = ("subtract", -rest[0]) if _is_negated(rest[0]) else ("add", rest[0])
+                lines, rest = [f"np.{op}({p(first)}, {p(other)}, out={out})"], rest[1:]
+            else:
+                lines = self._inplace(out, first)
+            for a in rest:
+                lines.append(f"{out} -= {p(-a)}" if _is_negated(a) else f"{out} += {p(a)}")
             return lines
         if isinstance(expr, sp.MatMul):
             coeff, matrices = expr.as_coeff_matrices()
             if coeff == 1 and len(matrices) == 2 and not _is_row_dot(matrices):
                 a, b = (self.parenthesize(x, _MUL, strict=False) for x in matrices)
                 return [f"np.matmul({a}, {b}, out={out})"]
+            if coeff != 1 and len(matrices) == 1:
+                if _is_leaf(matrices[0]):
+                    return [f"np.multiply({p(matrices[0])}, {p(coeff)}, out={out})"]
+                return [*self._inplace(out, matrices[0]), f"{out} *= {p(coeff)}"]
         if isinstance(expr, sp.HadamardProduct):
             args = sorted(expr.args, key=_is_leaf)  # the compound factor is written first
+            if len(args) == 2 and all(_is_leaf(a) for a in args):
+                return [f"np.multiply({p(args[0])}, {p(args[1])}, out={out})"]
             lines = self._inplace(out, args[0])
-            lines.extend(f"{out} *= {self._print(a)}" for a in args[1:])
+            lines.extend(f"{out} *= {p(a)}" for a in args[1:])
             return lines
+        if isinstance(expr, ElementwiseApplyFunction) and _is_leaf(expr.expr):
+            fn = m.applied_function(expr)
+            lam = {m.Phi: self.activation.numeric_phi, m.dPhi: self.activation.dphi}.get(fn, fn)
+            scalar = self._inplace_scalar(out, lam.expr, lam.variables[0], p(expr.expr))
+            if scalar is not None:
+                return scalar
         if isinstance(expr, ElementwiseApplyFunction):
             body = self._elementwise_body(expr)
             ufunc = self._kf.get(type(body).__name__) if isinstance(body, sp.Function) else None
             if ufunc is not None and len(body.args) == 1:  # Φ = tanh: np.tanh(out, out=out)
                 name = self._module_format(ufunc)
                 return [*self._inplace(out, expr.expr), f"{name}({out}, out={out})"]
-        return [f"{out}[...] = {self._print(expr)}"]
+        return [f"{out}[...] = {p(expr)}"]
+
+    def _inplace_scalar(self, out: str, body: Any, var: sp.Symbol, arg: str) -> list[str] | None:
+        """An elementwise body of the array ``arg`` (1 − v², v(1 − v), tanh v, …) written into
+        ``out`` by ufuncs with ``out=``; None when the body has another shape."""
+        if body == var:
+            return [f"np.copyto({out}, {arg})"]
+        if body.is_number:
+            return [f"{out}.fill({self._print(body)})"]
+        if isinstance(body, sp.Pow) and body.base == var and body.exp == 2:
+            return [f"np.multiply({arg}, {arg}, out={out})"]
+        if isinstance(body, sp.Heaviside) and body.args[0] == var:
+            return [f"np.heaviside({arg}, {self._print(body.args[1])}, out={out})"]
+        if isinstance(body, sp.Function) and body.args == (var,):
+            ufunc = self._kf.get(type(body).__name__)
+            return None if ufunc is None else [f"{self._module_format(ufunc)}({arg}, out={out})"]
+        if isinstance(body, sp.Add | sp.Mul):
+            number, rest = body.as_independent(var, as_Add=isinstance(body, sp.Add))
+            if isinstance(body, sp.Add) and number != 0:
+                if isinstance(rest, sp.Mul) and rest.as_coeff_Mul()[0] == -1:  # c − X
+                    inner = self._inplace_scalar(out, -rest, var, arg)
+                    c = self._print(number)
+                    return (
+                        None if inner is None else [*inner, f"np.subtract({c}, {out}, out={out})"]
+                    )
+                inner = self._inplace_scalar(out, rest, var, arg)
+                return None if inner is None else [*inner, f"{out} += {self._print(number)}"]
+            if isinstance(body, sp.Mul) and number != 1:
+                inner = self._inplace_scalar(out, rest, var, arg)
+                return None if inner is None else [*inner, f"{out} *= {self._print(number)}"]
+            if isinstance(body, sp.Mul) and len(body.args) == 2 and var in body.args:
+                other = next(a for a in body.args if a != var)
+                inner = self._inplace_scalar(out, other, var, arg)
+                return None if inner is None else [*inner, f"{out} *= {arg}"]
+        return None
 
     def _print_DiagMatrix(self, expr: Any) -> str:
         """Jacobians (diag) are for the notes; generated code uses ⊙ instead."""
