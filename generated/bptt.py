@@ -154,7 +154,6 @@ def _gradients(
     delta2 = w["delta2"]
     y2 = w["y2"]
     e2 = w["e2"]
-    g2 = w["g2"]
     gW = w["gW"]
     gW2 = w["gW2"]
     # Eq. 34: ȳ_t for every step
@@ -162,12 +161,12 @@ def _gradients(
     # Eq. 35: E = Σ_t E_t, E_t = (d̄_t − ȳ_t)², summed over the batch
     np.subtract(d2, y2, out=e2)
     E = np.vdot(e2, e2)
-    # R1: g_t = ∂E/∂ō_t for every step at once
-    np.multiply(e2, -2, out=g2)
+    # R1: g_t = ∂E/∂ō_t for every step at once (its factor folded into W_yᵀ)
+    cW_yT = -2 * W_y.T
     # R2: Φ'(z̄_t) for every step at once, then δ_T
     np.multiply(s2, s2, out=dphi2)
     np.subtract(1, dphi2, out=dphi2)
-    np.matmul(g2, W_y.T, out=gW2)
+    np.matmul(e2, cW_yT, out=gW2)
     np.multiply(gW[T - 1], dphi[T - 1], out=delta[T - 1])
     for delta_t, delta_next, gW_t, dphi_t in zip(
         delta[-2::-1], delta[:0:-1], gW[-2::-1], dphi[-2::-1], strict=True
@@ -178,7 +177,7 @@ def _gradients(
         delta_t *= dphi_t
     # Eq. 37: ∂E_t/∂W_y = ∂E_t/∂ȳ_t · ∂ȳ_t/∂W_y, over the loss's steps
     # R3: Σ_t s̄_tᵀ g_t as one matrix product
-    dE_dW_y = s2.T @ g2
+    dE_dW_y = s2.T @ e2 * -2
     # Eq. 42: ∂E/∂W_s = Σ_i ∂E/∂ȳ · ∂ȳ/∂s̄_i · ∂s̄_i/∂W_s
     # R4: Σ_i s̄_(i-1)ᵀ δ_i as one matrix product
     dE_dW_s = s_0.T @ delta[0] + s2[:-B].T @ delta2[B:]
@@ -206,7 +205,6 @@ def _workspace(tb: tuple[int, ...], n_s: int, n_y: int, dtype: np.dtype) -> dict
             ("delta", n_s),
             ("y", n_y),
             ("e", n_y),
-            ("g", n_y),
             ("gW", n_s),
         ):
             a = np.empty((T, B, n), dtype=dtype)

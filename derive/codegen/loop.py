@@ -151,7 +151,14 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
 
     # R1: g = ∂E/∂ō, with d̄ − ȳ replaced by the error already computed.
     g_expr = rename(rec["g_3"], rows).xreplace({err_rows: err_sym})
-    g_lines = (f"g_T = {p(g_expr)}",) if last else tuple(ip("g2", g_expr))
+    g_coeff, g_rest = g_expr.as_coeff_matrices() if isinstance(g_expr, sp.MatMul) else (1, [])
+    # A linear output has g = c'·e: rather than a pass over every row to form g, the factor c'
+    # goes onto W_yᵀ (g W_yᵀ = e (c' W_yᵀ)) and onto ∂E/∂W_y (Σ s̄ᵀ g = c' Σ s̄ᵀ e), both small.
+    fold = not last and g_rest == [err_sym]
+    if fold:
+        g_lines: tuple[str, ...] = (f"cW_yT = {p(sp.MatMul(g_coeff, m.W_y.T))}",)
+    else:
+        g_lines = (f"g_T = {p(g_expr)}",) if last else tuple(ip("g2", g_expr))
 
     # R2: Φ'(z̄_t) for every step at once (through s̄_t where the activation allows).
     dphi_lines: tuple[str, ...]
@@ -182,7 +189,11 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
         delta_last = rename(delta_last, {m.g(3): "g_T"})
         gw_lines: tuple[str, ...] = ()
     else:  # g_t W_yᵀ of every step in one product (gW), then read step by step
-        gw_lines = tuple(ip("gW2", rename(gw, {m.g(3): "g2"})))
+        gw_lines = tuple(
+            ip("gW2", err_sym * _sym("cW_yT", m.n_s))
+            if fold
+            else ip("gW2", rename(gw, {m.g(3): "g2"}))
+        )
         delta_last = delta_last.xreplace({gw: _sym("gW[T - 1]", m.n_s)})
         delta_mid = delta_mid.xreplace({m.g(2) * m.W_y.T: _sym("gW_t", m.n_s)})
     delta_mid = rename(delta_mid, {m.delta(3): "delta_next"})
@@ -190,7 +201,8 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
         Block(
             (
                 f"# {labels.OUTPUT_GRADIENT}: g_t = ∂E/∂ō_t"
-                + (" at the last step" if last else " for every step at once"),
+                + (" at the last step" if last else " for every step at once")
+                + (" (its factor folded into W_yᵀ)" if fold else ""),
             ),
             g_lines,
         ),
@@ -217,6 +229,8 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
 
     # R3–R5: each sum over steps as one matrix product over the stacked time×batch axis.
     dW_y = rename(m.s(3).T * m.g(3), rows)
+    if fold:
+        dW_y = sp.MatMul(g_coeff, rename(m.s(3).T, rows), err_sym)
     dW_x = rename(m.x(3).T * m.delta(3), {m.x(3): "x2", m.delta(3): "delta2"})
     dW_s = sp.MatAdd(
         rename(m.s(0).T * m.delta(1), {m.s(0): "s_0", m.delta(1): "delta[0]"}),
@@ -247,7 +261,7 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     )
     buffers = [("s", "n_s"), ("xw", "n_s"), ("dphi", "n_s"), ("delta", "n_s")]
     if not last:
-        buffers += [("y", "n_y"), ("e", "n_y"), ("g", "n_y"), ("gW", "n_s")]
+        buffers += [("y", "n_y"), ("e", "n_y"), *([] if fold else [("g", "n_y")]), ("gW", "n_s")]
     buffer_names = [b for b, _ in buffers]
     return LoopContext(
         name=name,

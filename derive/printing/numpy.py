@@ -79,6 +79,8 @@ class BPTTNumPyPrinter(NumPyPrinter):
         body = " @ ".join(self.parenthesize(a, _MUL, strict=False) for a in matrices)
         if coeff == 1:
             return body
+        if len(matrices) > 1:  # c·(A @ B): scale the product, not the (maybe large) operand A
+            return f"{body} * {self._print(coeff)}"
         if coeff == -1:
             return f"-{body}"
         return f"{self._print(coeff)} * {body}"
