@@ -22,6 +22,7 @@ float32 and float64 inputs keep their dtype; integers become float64; other dtyp
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -286,8 +287,11 @@ def _prepare(x: Any, d: Any, W_x: Any, W_s: Any, W_y: Any, s0: Any) -> _Args:
     if dtype not in (np.float32, np.float64):
         dtype = np.dtype(np.float64)
     for name, arr in arrays.items():
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: expected finite values, got NaN or infinity")
+        # A NaN or an infinity makes Σ a² non-finite (BLAS, no warning); so can huge finite
+        # values, hence the exact test then. The dot product is the cheap test for small arrays.
+        if arr.dtype.kind == "f" and not math.isfinite(np.vdot(arr, arr)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name}: expected finite values, got NaN or infinity")
     xs = np.asarray(xa, dtype=dtype).reshape(T, B, n_x)
     ds = (
         np.asarray(arrays["d"], dtype=dtype).reshape(T, B, n_y)

@@ -227,3 +227,14 @@ def test_scratch_reuse_across_shapes_and_threads() -> None:
     for got, want in zip(results, first * 8, strict=True):
         assert got.loss == want.loss
         np.testing.assert_array_equal(got.W_s, want.W_s)
+
+
+@MODULES
+def test_huge_finite_values_are_not_taken_for_infinities(mod: Any) -> None:
+    """The cheap finiteness test (Σ a² overflows) falls back to the exact one, silently."""
+    x, _, W_x, W_s, W_y, s0 = _problem(batch=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mod.forward(np.full_like(x, 1e200), W_x, W_s, W_y, s0)
+    with pytest.raises(ValueError, match="x: expected finite values"):
+        mod.forward(np.where(np.eye(3, 2) > 0, np.inf, 1e200), W_x, W_s, W_y, s0)

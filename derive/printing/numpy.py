@@ -170,7 +170,7 @@ class BPTTNumPyPrinter(NumPyPrinter):
 
     def inplace(self, out: str, expr: Any) -> list[str]:
         """Lines that compute ``expr`` into the existing array ``out`` without temporaries
-        where NumPy allows it (``np.matmul(..., out=)``, ``+=``, ``*=``, ufuncs with ``out=``).
+        where NumPy allows it (``np.dot(..., out=)``, ``+=``, ``*=``, ufuncs with ``out=``).
 
         Falls back to ``out[...] = expr`` for a node it cannot write in place, and refuses to
         write in place when ``expr`` reads ``out`` itself.
@@ -198,7 +198,7 @@ class BPTTNumPyPrinter(NumPyPrinter):
             coeff, matrices = expr.as_coeff_matrices()
             if coeff == 1 and len(matrices) == 2 and not _is_row_dot(matrices):
                 a, b = (self.parenthesize(x, _MUL, strict=False) for x in matrices)
-                return [f"np.matmul({a}, {b}, out={out})"]
+                return [f"np.dot({a}, {b}, out={out})"]  # for 2-D arrays, cheaper than matmul
             if coeff != 1 and len(matrices) == 1:
                 if _is_leaf(matrices[0]):
                     return [f"np.multiply({p(matrices[0])}, {p(coeff)}, out={out})"]

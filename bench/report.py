@@ -1,0 +1,238 @@
+"""The Markdown report of a runtime benchmark: machine facts, conventions, one table per case,
+a summary of the ratios, JAX's compile times and the agreement check."""
+
+from __future__ import annotations
+
+import datetime
+
+from bench import machine, peers
+from bench.cases import FLOP_FORMULA
+from bench.run import TOLERANCE, CaseResult, Results, Row
+
+
+def _unit(seconds: float) -> tuple[str, float]:
+    if seconds < 1e-3:
+        return "µs", 1e6
+    if seconds < 1.0:
+        return "ms", 1e3
+    return "s", 1.0
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _time(t: float, scale: float) -> str:
+    return _num(t * scale)
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}×" if value < 10 else f"{value:.1f}×"
+
+
+def _disturbed(result: CaseResult) -> str:
+    parts = [
+        f"{row.spec.label} {row.retaken}"
+        + (f" ({row.kept_disturbed} kept for want of quiet ones)" if row.kept_disturbed else "")
+        for row in result.rows
+        if row.retaken
+    ]
+    return (
+        (" Disturbed rounds set aside and taken again: " + ", ".join(parts) + ".") if parts else ""
+    )
+
+
+def case_table(result: CaseResult, peak: float | None) -> list[str]:
+    case = result.case
+    f_loss, f_grad = case.flops()
+    ref = result.reference()
+    assert ref.loss is not None and ref.gradients is not None
+    unit, scale = _unit(ref.gradients.median)
+    lines = [
+        f"### {case.name}: {case.describe()}",
+        "",
+        f"FLOPs: loss {f_loss:,}, gradients {f_grad:,}."
+        + (f" While it ran: {result.load.describe()}." if result.load else "")
+        + _disturbed(result),
+        "",
+        f"| implementation | loss ({unit}) | gradients ({unit}) | IQR | gradients / loss "
+        f"| loss: peer / gen. | gradients: peer / gen. | gradients GFLOP/s | % of GEMM peak "
+        f"| page faults / gradients call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result.rows:
+        label = row.spec.label + (" †" if row.spec.other_loss else "")
+        if row.loss is None or row.gradients is None:
+            lines.append(f"| {label} | skipped: {row.skipped} | | | | | | | | |")
+            continue
+        gflops = f_grad / row.gradients.median / 1e9
+        pct = f"{100 * gflops * 1e9 / peak:.2g}%" if peak else "–"
+        lines.append(
+            f"| {label} | {_time(row.loss.median, scale)} | {_time(row.gradients.median, scale)}"
+            f" | ±{row.gradients.iqr_percent / 2:.0f}%"
+            f" | {row.gradients.median / row.loss.median:.2f}"
+            f" | {_ratio(row.loss.median / ref.loss.median)}"
+            f" | {_ratio(row.gradients.median / ref.gradients.median)}"
+            f" | {gflops:.3g} | {pct} | {row.gradients.faults:.0f} |"
+        )
+    if any(r.spec.other_loss for r in result.rows):
+        lines += ["", "† computes Σ_t E_t, not E_3: a different loss, not checked, for scale only."]
+    return [*lines, ""]
+
+
+def summary_table(results: Results) -> list[str]:
+    """gradients: peer time / generated time, one column per case."""
+    cases = [r for r in results.cases if r.rows]
+    keys: list[peers.Spec] = []
+    for r in cases:
+        for row in r.rows:
+            if row.spec not in keys:
+                keys.append(row.spec)
+    head = "| implementation | " + " | ".join(r.case.name for r in cases) + " |"
+    lines = [head, "|---|" + "---:|" * len(cases)]
+    for spec in keys:
+        cells = []
+        for r in cases:
+            found = next((x for x in r.rows if x.spec is spec), None)
+            ref = r.reference().gradients
+            if found is None or found.gradients is None or ref is None:
+                cells.append("–")
+            else:
+                cells.append(_ratio(found.gradients.median / ref.median))
+        lines.append(f"| {spec.label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def compile_table(results: Results) -> list[str]:
+    rows = [(r.case.name, row) for r in results.cases for row in r.rows if row.compile_seconds]
+    if not rows:
+        return ["No implementation with a compile step ran (JAX not installed?).", ""]
+    lines = [
+        "| case | implementation | compile loss (s) | compile gradients (s) | "
+        "steady gradients (ms) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, row in rows:
+        c = row.compile_seconds
+        steady = f"{row.gradients.median * 1e3:.3g}" if row.gradients else ""
+        lines.append(
+            f"| {name} | {row.spec.label} | {c.get('loss', float('nan')):.3f} "
+            f"| {c.get('gradients', float('nan')):.3f} | {steady} |"
+        )
+    return [*lines, ""]
+
+
+def agreement_table(results: Results) -> list[str]:
+    cases = results.cases
+    lines = [
+        "| implementation | " + " | ".join(r.case.name for r in cases) + " |",
+        "|---|" + "---:|" * len(cases),
+    ]
+    specs: list[peers.Spec] = []
+    for r in cases:
+        specs += [row.spec for row in r.rows if row.spec not in specs]
+    for spec in specs:
+        cells = []
+        for r in cases:
+            found: Row | None = next((x for x in r.rows if x.spec is spec), None)
+            if found is None or found.skipped is not None:
+                cells.append("–")
+            elif spec.other_loss or found.error is None:
+                cells.append("not checked")
+            else:
+                cells.append(f"{found.error:.1e}")
+        lines.append(f"| {spec.label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(results: Results) -> str:
+    s = results.settings
+    numpy_peak = results.numpy_peak()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    reps = sorted({row.gradients.reps for r in results.cases for row in r.rows if row.gradients})
+    calls = f"{reps[0]} to {reps[-1]}" if reps else "none timed"
+    lines = [
+        "# Benchmark: generated BPTT against PyTorch, JAX, autograd and hand-written NumPy",
+        "",
+        f"Produced by `{s.command}` ({s.mode}) on {now}, in {results.seconds:.0f} s"
+        + (f"; meanwhile {results.load.describe()}." if results.load else "."),
+        "",
+        f"Code measured: {results.code[0]} ({results.code[1]})."
+        + (
+            ""
+            if results.code == results.code_after
+            else f" **The generated modules changed during the run**; at its end: "
+            f"{results.code_after[0]} ({results.code_after[1]}). Numbers may mix versions."
+        ),
+        "",
+        "## Machine",
+        "",
+        *(f"- {line}" for line in machine.facts(results.peaks)),
+        "",
+        "## How to read the tables",
+        "",
+        f"- Times are the median of {s.rounds} rounds after a warm-up; one sample is the mean "
+        f"of back-to-back calls, as many as make it last ≥ {s.min_sample * 1e3:g} ms "
+        f"(1 call for slow cases). "
+        + (
+            "Each implementation runs on each case in fresh Python processes of its own "
+            f"(python -m bench.worker; {s.processes} per implementation and case, the rounds "
+            "split between them, every implementation's first process before any second one; "
+            f"up to {s.extra_processes} more for one still short of undisturbed rounds), "
+            "one process at a time, its loss and gradients taking turns round by round: no peer "
+            "inherits another's allocator state or thread pools. "
+            if s.isolated
+            else "All implementations run in this one process and take turns round by round. "
+        )
+        + "IQR: half the interquartile range of the gradients' samples, relative to the median.",
+        "- **peer / gen.** = the implementation's time divided by the generated module's time "
+        "on the same case (above 1: the generated module is faster). The generated module is "
+        "`generated/bptt.py` for Σ_t E_t and `generated/bptt_e3.py` on the lecture-e3 case "
+        "(E_3 only, T = 3), where every peer computes E_3 only as well.",
+        "- **gradients / loss** = time of the loss and all three weight gradients divided by the "
+        "time of the loss alone (the forward pass), per implementation.",
+        f"- **GFLOP/s** = gradient FLOPs / gradients time. {FLOP_FORMULA} "
+        f"**% of GEMM peak** compares with NumPy's float64 matrix product measured in this run, "
+        f"the better of its two measurements"
+        + (f" ({numpy_peak / 1e9:.1f} GFLOP/s)." if numpy_peak else "."),
+        "- **page faults / gradients call**: minor page faults per call (median over samples), "
+        "counted by getrusage for the whole process. Large temporaries allocated afresh at every "
+        "call show up here: glibc maps big blocks with mmap (or grows and trims its heap) and the "
+        "kernel zeroes every new page, which can cost as much as the arithmetic.",
+        "- **While it ran**: the CPU time other processes (and the hypervisor, as steal) took "
+        "while the case was timed, read from /proc/stat; a few percent makes 2-thread BLAS "
+        "timings noisy. A round during which other processes took more than 5% of the CPU "
+        "time (summed from every other thread's /proc/PID/task/TID/schedstat, and from "
+        "/proc/stat), or before or after which a fixed pure-Python canary ran more than 25% "
+        "slower than its best on the fastest core, measured before the timing (the host can "
+        "slow this virtual machine, or one of its cores, down unseen), "
+        "is set aside and taken again, at most 3 × rounds in all and not after "
+        "`rounds` disturbed rounds in a row (then the least disturbed are kept, and the case's "
+        "heading says so).",
+        "- **JAX compile times** are those of the timed process (trace, lower and XLA compile "
+        "of jit(loss) and jit(value_and_grad(loss)), before any timing).",
+        f"- Before timing, every implementation's loss and gradients were checked against the "
+        f"generated module's: relative error ≤ {TOLERANCE:g} (max-norm, each quantity).",
+        f"- Inputs: seeded standard-normal x and d, weights N(0, 1/n), s̄_0 = 0, float64, "
+        f"time-major (T, B, n); seed {s.seed}. Calls per sample: {calls}.",
+        "",
+        "## Results",
+        "",
+    ]
+    for r in results.cases:
+        lines += case_table(r, numpy_peak)
+    lines += ["## Gradients: peer time / generated time", "", *summary_table(results)]
+    lines += ["## JAX compile times (apart from the steady-state times above)", ""]
+    lines += compile_table(results)
+    lines += ["## Agreement with the generated module (max relative error)", ""]
+    lines += agreement_table(results)
+    lines += ["## The implementations", ""]
+    seen: list[peers.Spec] = []
+    for r in results.cases:
+        seen += [row.spec for row in r.rows if row.spec not in seen]
+    lines += [f"- **{spec.label}**: {peers.describe(spec)}" for spec in seen]
+    return "\n".join(lines).rstrip() + "\n"
