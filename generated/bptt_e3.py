@@ -170,7 +170,7 @@ def _gradients(
     E = np.vdot(_e3, _e3)
     # Eq. 36: ∂E_3/∂W_y one chain-rule step
     #   ∂E_3/∂ȳ_3 · ∂ȳ_3/∂W_y
-    _t0 = -2 * (d_3 - y_3)
+    _t0 = -2 * _e3
     dE_dW_y = s_3.T @ _t0
     # Eq. 38: ∂E_3/∂W_s through s̄_3
     #   ∂E_3/∂ȳ_3 · ∂ȳ_3/∂s̄_3 · ∂s̄_3/∂W_s
@@ -233,15 +233,9 @@ def _array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
-def _shape(name: str, arr: np.ndarray, expected: tuple[Any, ...], meaning: str) -> None:
-    ok = arr.ndim == len(expected) and all(
-        e is None or e == n for e, n in zip(expected, arr.shape, strict=True)
-    )
-    if not ok:
-        want = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ")"
-        if len(expected) == 1:
-            want = want[:-1] + ",)"
-        raise ValueError(f"{name}: expected shape {want} ({meaning}), got {arr.shape}")
+def _wrong_shape(name: str, arr: np.ndarray, expected: tuple[int, ...], meaning: str) -> ValueError:
+    want = "(" + ", ".join(map(str, expected)) + (",)" if len(expected) == 1 else ")")
+    return ValueError(f"{name}: expected shape {want} ({meaning}), got {arr.shape}")
 
 
 def _prepare(x: Any, d: Any, W_x: Any, W_s: Any, W_y: Any, s0: Any) -> _Args:
@@ -263,7 +257,8 @@ def _prepare(x: Any, d: Any, W_x: Any, W_s: Any, W_y: Any, s0: Any) -> _Args:
         raise ValueError(f"W_x: expected shape ({n_x}, n_s) (n_x = {n_x} from x), got {wx.shape}")
     n_s = wx.shape[1]
     ws = _array("W_s", W_s)
-    _shape("W_s", ws, (n_s, n_s), f"n_s = {n_s} from W_x")
+    if ws.shape != (n_s, n_s):
+        raise _wrong_shape("W_s", ws, (n_s, n_s), f"n_s = {n_s} from W_x")
     wy = _array("W_y", W_y)
     if wy.ndim != 2 or wy.shape[0] != n_s:
         raise ValueError(f"W_y: expected shape ({n_s}, n_y) (n_s = {n_s} from W_x), got {wy.shape}")
@@ -271,17 +266,19 @@ def _prepare(x: Any, d: Any, W_x: Any, W_s: Any, W_y: Any, s0: Any) -> _Args:
     arrays = {"x": xa, "W_x": wx, "W_s": ws, "W_y": wy}
     if d is not None:
         da = _array("d", d)
-        if batched:
-            _shape("d", da, (T, B, n_y), f"T = {T}, B = {B} from x, n_y = {n_y} from W_y")
-        else:
-            _shape("d", da, (T, n_y), f"T = {T} from x, n_y = {n_y} from W_y")
+        if batched and da.shape != (T, B, n_y):
+            raise _wrong_shape(
+                "d", da, (T, B, n_y), f"T = {T}, B = {B} from x, n_y = {n_y} from W_y"
+            )
+        if not batched and da.shape != (T, n_y):
+            raise _wrong_shape("d", da, (T, n_y), f"T = {T} from x, n_y = {n_y} from W_y")
         arrays["d"] = da
     if s0 is not None:
         sa = _array("s0", s0)
-        if batched:
-            _shape("s0", sa, (B, n_s), f"B = {B} from x, n_s = {n_s} from W_x")
-        else:
-            _shape("s0", sa, (n_s,), f"n_s = {n_s} from W_x; x is unbatched")
+        if batched and sa.shape != (B, n_s):
+            raise _wrong_shape("s0", sa, (B, n_s), f"B = {B} from x, n_s = {n_s} from W_x")
+        if not batched and sa.shape != (n_s,):
+            raise _wrong_shape("s0", sa, (n_s,), f"n_s = {n_s} from W_x; x is unbatched")
         arrays["s0"] = sa
     dtype = np.result_type(*arrays.values())
     if dtype not in (np.float32, np.float64):

@@ -155,7 +155,9 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> StraightCont
         term_exprs.extend(
             dphi_through_states(e, act, range(1, n + 1)) for e in d.closed.expanded[w]
         )
-    defs, reduced = matrix_cse(term_exprs)
+    # The error d̄_t − ȳ_t of Eq. 35 is computed for the loss already: the gradients reuse it.
+    errors = {body: e for _, e, body in loss_st[:-1]}
+    defs, reduced = matrix_cse([e.xreplace(errors) for e in term_exprs])
     k = 0
     blocks: list[Block] = []
     emitted: set[str] = set()
