@@ -39,12 +39,25 @@ from derive.printing.numpy import BPTTNumPyPrinter
 
 @dataclass(frozen=True)
 class Loop:
-    """``for <names> in <iterable>:`` and its printed body."""
+    """``for <names> in <iterable>:`` and its printed body.
+
+    ``iterable`` zips per-step views of local arrays; ``cached`` builds the same list once from
+    the workspace (``arrays``), where ``key`` keeps it: a view costs about 50 ns, T per loop.
+    """
 
     names: str
     iterable: str
+    key: str
+    cached: str
     comment: str
     lines: tuple[str, ...]
+
+
+def _steps(sources: list[tuple[str, str]]) -> tuple[str, str]:
+    """``zip(a[sl], …)`` over local arrays and ``list(zip(arrays["a"][sl], …))``."""
+    local = ", ".join(f"{a}{sl}" for a, sl in sources)
+    cached = ", ".join(f'arrays["{a}"]{sl}' for a, sl in sources)
+    return f"zip({local}, strict=True)", f"list(zip({cached}, strict=True))"
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,6 @@ def _locals(
         *((n, f'w["{n}"]') for base in buffers for n in (base, f"{base}2")),
     ]
     text = [ln for b in blocks for ln in b.lines] + [ln for lp in loops for ln in lp.lines]
-    text += [lp.iterable for lp in loops]
     used = {w for ln in text for w in re.findall(r"\b[A-Za-z_]\w*\b", ln)}
     for name, definition in reversed(known):  # a definition's own names are needed too
         if name in used:
@@ -107,9 +119,12 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
             tuple(ip("xw2", rename(input_part, {m.X_T: "x2"}))),
         ),
     )
+    state_iterable, state_cached = _steps([("s", ""), ("xw", "")])
     state_loop = Loop(
         "s_t, xw_t",
-        "zip(s, xw, strict=True)",
+        state_iterable,
+        "state_steps",
+        state_cached,
         f"# {labels.STATE}: s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s), written into s̄_t's row block",
         tuple(ip("s_t", update)),
     )
@@ -220,14 +235,17 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     )
     step_names = ["delta_t", "delta_next", *([] if last else ["gW_t"]), "dphi_t"]
     sources = {
-        "delta_t": "delta[-2::-1]",
-        "delta_next": "delta[:0:-1]",
-        "gW_t": "gW[-2::-1]",
-        "dphi_t": "dphi[-2::-1]",
+        "delta_t": ("delta", "[-2::-1]"),
+        "delta_next": ("delta", "[:0:-1]"),
+        "gW_t": ("gW", "[-2::-1]"),
+        "dphi_t": ("dphi", "[-2::-1]"),
     }
+    backward_iterable, backward_cached = _steps([sources[n] for n in step_names])
     backward_loop = Loop(
         ", ".join(step_names),
-        f"zip({', '.join(sources[n] for n in step_names)}, strict=True)",
+        backward_iterable,
+        "delta_steps",
+        backward_cached,
         f"# {labels.DELTA}: δ_t = (δ_(t+1) W_sᵀ"
         + ("" if last else " + g_t W_yᵀ")
         + ") ⊙ Φ'(z̄_t), from t = T − 1 down to 1",
