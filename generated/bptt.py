@@ -9,7 +9,8 @@ Loss: E = Σ_t E_t, E_t = (d̄_t − ȳ_t)², summed over the batch.
 Written for speed: x̄_t W_x for all steps in one matrix product, the recurrences of Eq. 33 and
 R2 step by step and in place, each weight gradient one matrix product over the stacked
 time×batch axis. loss() and gradients() keep their large scratch arrays (a few T×B×n arrays) per
-thread for the last sizes used, so repeated calls allocate nothing large.
+thread for the last sizes used, so repeated calls allocate little beyond the gradients they
+return.
 
 The lecture's RNN in row-vector form (Eq. 33–35):
     s̄_t = Φ(x̄_t W_x + s̄_(t-1) W_s),   ȳ_t = s̄_t W_y,   E_t = c (d̄_t − ȳ_t)(d̄_t − ȳ_t)ᵀ
@@ -166,20 +167,22 @@ def _gradients(
     e2 = w["e2"]
     gW = w["gW"]
     gW2 = w["gW2"]
+    W_sT = w["W_sT"]
+    cW_yT = w["cW_yT"]
     # Eq. 34: ȳ_t for every step
     np.dot(s2, W_y, out=y2)
     # Eq. 35: E = Σ_t E_t, E_t = (d̄_t − ȳ_t)², summed over the batch
     np.subtract(d2, y2, out=e2)
     E = np.vdot(e2, e2)
     # R1: g_t = ∂E/∂ō_t for every step at once (its factor folded into W_yᵀ)
-    cW_yT = -2 * W_y.T
+    np.multiply(W_y.T, -2, out=cW_yT)
     # R2: Φ'(z̄_t) for every step at once, then δ_T
     np.multiply(s2, s2, out=dphi2)
     np.subtract(1, dphi2, out=dphi2)
     np.dot(e2, cW_yT, out=gW2)
     np.multiply(gW[T - 1], dphi[T - 1], out=delta[T - 1])
-    # R2: W_sᵀ of the recurrence below, once, as a contiguous array
-    W_sT = np.ascontiguousarray(W_s.T)
+    # R2: W_sᵀ of the recurrence below, copied once, contiguous
+    np.copyto(W_sT, W_s.T)
     for delta_t, delta_next, gW_t, dphi_t in w["delta_steps"]:
         # R2: δ_t = (δ_(t+1) W_sᵀ + g_t W_yᵀ) ⊙ Φ'(z̄_t), from t = T − 1 down to 1
         np.dot(delta_next, W_sT, out=delta_t)
@@ -187,13 +190,18 @@ def _gradients(
         delta_t *= dphi_t
     # Eq. 37: ∂E_t/∂W_y = ∂E_t/∂ȳ_t · ∂ȳ_t/∂W_y, over the loss's steps
     # R3: Σ_t s̄_tᵀ g_t as one matrix product
-    dE_dW_y = s2.T @ e2 * -2
+    dE_dW_y = np.empty_like(W_y, order="C")
+    np.dot(s2.T, e2, out=dE_dW_y)
+    dE_dW_y *= -2
     # Eq. 42: ∂E/∂W_s = Σ_i ∂E/∂ȳ · ∂ȳ/∂s̄_i · ∂s̄_i/∂W_s
     # R4: Σ_i s̄_(i-1)ᵀ δ_i as one matrix product
-    dE_dW_s = s_0.T @ delta[0] + s2[:-B].T @ delta2[B:]
+    dE_dW_s = np.empty_like(W_s, order="C")
+    np.dot(s2[:-B].T, delta2[B:], out=dE_dW_s)
+    dE_dW_s += s_0.T @ delta[0]
     # Eq. 47: ∂E/∂W_x = Σ_i ∂E/∂ȳ · ∂ȳ/∂s̄_i · ∂s̄_i/∂W_x
     # R5: Σ_i x̄_iᵀ δ_i as one matrix product
-    dE_dW_x = x2.T @ delta2
+    dE_dW_x = np.empty_like(W_x, order="C")
+    np.dot(x2.T, delta2, out=dE_dW_x)
     return E, dE_dW_x, dE_dW_s, dE_dW_y
 
 
@@ -219,6 +227,11 @@ def _workspace(tb: tuple[int, ...], n_s: int, n_y: int, dtype: np.dtype) -> dict
         ):
             a = np.empty((T, B, n), dtype=dtype)
             arrays[name], arrays[name + "2"] = a, a.reshape(T * B, n)
+        for name, rows, cols in (
+            ("W_sT", n_s, n_s),
+            ("cW_yT", n_y, n_s),
+        ):
+            arrays[name] = np.empty((rows, cols), dtype=dtype)
         # The recurrences' per-step views, made once: a view costs about 50 ns, T per loop.
         arrays["state_steps"] = list(zip(arrays["s"], arrays["xw"], strict=True))
         arrays["delta_steps"] = list(

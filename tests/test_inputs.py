@@ -110,12 +110,13 @@ def test_inputs_are_not_modified_and_views_work(mod: Any) -> None:
     for a, c in zip(args, copies, strict=True):
         np.testing.assert_array_equal(a, c)
     np.testing.assert_allclose(got.W_s, expected.W_s, rtol=1e-14)
-    # non-contiguous views: every other batch row, a transposed weight
+    # non-contiguous views: every other batch row, weights in Fortran order
     wide_x = np.repeat(x, 2, axis=1)[:, ::2]
-    W_s_f = np.asfortranarray(W_s)
-    assert not wide_x.flags.c_contiguous and not W_s_f.flags.c_contiguous
-    view = mod.gradients(wide_x, d, W_x, W_s_f, W_y, s0)
-    np.testing.assert_allclose(view.W_s, expected.W_s, rtol=1e-13)
+    fortran = [np.asfortranarray(w) for w in (W_x, W_s, W_y)]
+    assert not wide_x.flags.c_contiguous and not any(w.flags.c_contiguous for w in fortran)
+    view = mod.gradients(wide_x, d, *fortran, s0)
+    for name in ("W_x", "W_s", "W_y"):
+        np.testing.assert_allclose(getattr(view, name), getattr(expected, name), rtol=1e-13)
 
 
 @MODULES

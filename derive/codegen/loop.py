@@ -65,6 +65,7 @@ class LoopContext(ModuleBase):
     """The loop module's printed pieces (see bptt_loop.py.jinja for where each goes)."""
 
     buffers: tuple[tuple[str, str], ...]  # workspace arrays (name, last dimension)
+    matrices: tuple[tuple[str, str, str], ...]  # workspace matrices (name, rows, columns)
     input_part: tuple[Block, ...]
     state_loop: Loop
     output: tuple[Block, ...]
@@ -81,7 +82,7 @@ def _sym(name: str, cols: object) -> sp.MatrixSymbol:
 
 
 def _locals(
-    blocks: tuple[Block, ...], loops: tuple[Loop, ...], buffers: list[str]
+    blocks: tuple[Block, ...], loops: tuple[Loop, ...], buffers: list[str], matrices: list[str]
 ) -> tuple[str, ...]:
     """Definitions of the names the printed lines use: sizes, stacked views, workspace arrays
     (only those used, so generated code has no unused variables)."""
@@ -91,6 +92,7 @@ def _locals(
         ("x2", "x.reshape(T * B, -1)"),
         ("d2", "d.reshape(T * B, -1)"),
         *((n, f'w["{n}"]') for base in buffers for n in (base, f"{base}2")),
+        *((n, f'w["{n}"]') for n in matrices),
     ]
     text = [ln for b in blocks for ln in b.lines] + [ln for lp in loops for ln in lp.lines]
     used = {w for ln in text for w in re.findall(r"\b[A-Za-z_]\w*\b", ln)}
@@ -171,7 +173,7 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     # goes onto W_yᵀ (g W_yᵀ = e (c' W_yᵀ)) and onto ∂E/∂W_y (Σ s̄ᵀ g = c' Σ s̄ᵀ e), both small.
     fold = not last and g_rest == [err_sym]
     if fold:
-        g_lines: tuple[str, ...] = (f"cW_yT = {p(sp.MatMul(g_coeff, m.W_y.T))}",)
+        g_lines: tuple[str, ...] = tuple(ip("cW_yT", sp.MatMul(g_coeff, m.W_y.T)))
     else:
         g_lines = (f"g_T = {p(g_expr)}",) if last else tuple(ip("g2", g_expr))
 
@@ -229,8 +231,8 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
             (*dphi_lines, *gw_lines, *ip("delta[T - 1]", delta_last)),
         ),
         Block(
-            (f"# {labels.DELTA}: W_sᵀ of the recurrence below, once, as a contiguous array",),
-            (f"W_sT = np.ascontiguousarray({p(m.W_s.T)})",),
+            (f"# {labels.DELTA}: W_sᵀ of the recurrence below, copied once, contiguous",),
+            tuple(ip("W_sT", m.W_s.T)),
         ),
     )
     step_names = ["delta_t", "delta_next", *([] if last else ["gW_t"]), "dphi_t"]
@@ -257,37 +259,43 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     if fold:
         dW_y = sp.MatMul(g_coeff, rename(m.s(3).T, rows), err_sym)
     dW_x = rename(m.x(3).T * m.delta(3), {m.x(3): "x2", m.delta(3): "delta2"})
-    dW_s = sp.MatAdd(
-        rename(m.s(0).T * m.delta(1), {m.s(0): "s_0", m.delta(1): "delta[0]"}),
-        rename(m.s(2).T * m.delta(3), {m.s(2): "s2[:-B]", m.delta(3): "delta2[B:]"}),
-    )
+    dW_s_first = rename(m.s(0).T * m.delta(1), {m.s(0): "s_0", m.delta(1): "delta[0]"})
+    dW_s_rest = rename(m.s(2).T * m.delta(3), {m.s(2): "s2[:-B]", m.delta(3): "delta2[B:]"})
+
+    def result(weight: sp.MatrixSymbol, *lines: str) -> tuple[str, ...]:
+        """A fresh array for the returned gradient, written by the lines (no temporaries)."""
+        return (f"dE_d{weight.name} = np.empty_like({weight.name}, order='C')", *lines)
+
     gradient_blocks = (
         Block(
             (
                 f"# {labels.W_Y_GENERAL}: ∂E_t/∂W_y = ∂E_t/∂ȳ_t · ∂ȳ_t/∂W_y, over the loss's steps",
                 f"# {labels.W_Y_COLLECTED}: Σ_t s̄_tᵀ g_t as one matrix product",
             ),
-            (f"dE_dW_y = {p(dW_y)}",),
+            result(m.W_y, *ip("dE_dW_y", dW_y)),
         ),
         Block(
             (
                 f"# {labels.W_S_GENERAL}: ∂E/∂W_s = Σ_i ∂E/∂ȳ · ∂ȳ/∂s̄_i · ∂s̄_i/∂W_s",
                 f"# {labels.W_S_COLLECTED}: Σ_i s̄_(i-1)ᵀ δ_i as one matrix product",
             ),
-            (f"dE_dW_s = {p(dW_s)}",),
+            result(m.W_s, *ip("dE_dW_s", dW_s_rest), f"dE_dW_s += {p(dW_s_first)}"),
         ),
         Block(
             (
                 f"# {labels.W_X_GENERAL}: ∂E/∂W_x = Σ_i ∂E/∂ȳ · ∂ȳ/∂s̄_i · ∂s̄_i/∂W_x",
                 f"# {labels.W_X_COLLECTED}: Σ_i x̄_iᵀ δ_i as one matrix product",
             ),
-            (f"dE_dW_x = {p(dW_x)}",),
+            result(m.W_x, *ip("dE_dW_x", dW_x)),
         ),
     )
     buffers = [("s", "n_s"), ("xw", "n_s"), ("dphi", "n_s"), ("delta", "n_s")]
     if not last:
         buffers += [("y", "n_y"), ("e", "n_y"), *([] if fold else [("g", "n_y")]), ("gW", "n_s")]
     buffer_names = [b for b, _ in buffers]
+    # Weight-sized scratch: W_sᵀ, and c'·W_yᵀ when the output's factor is folded into it.
+    matrices = [("W_sT", "n_s", "n_s"), *([("cW_yT", "n_y", "n_s")] if fold else [])]
+    matrix_names = [b for b, _, _ in matrices]
     return LoopContext(
         name=name,
         template="bptt_loop.py.jinja",
@@ -299,20 +307,24 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
             "of Eq. 33 and R2 step by step and in place, each weight gradient one matrix "
             "product over the stacked time×batch axis. loss() and gradients() keep their "
             "large scratch arrays (a few T×B×n arrays) per thread for the last sizes used, so "
-            "repeated calls allocate nothing large.",
+            "repeated calls allocate little beyond the gradients they return.",
         ),
         config_items=config_items(config, loop=True),
         steps=None,
         loss_doc=loss_doc(config, loop=True),
         helpers=helpers(config),
         buffers=tuple(buffers),
+        matrices=tuple(matrices),
         input_part=input_blocks,
         state_loop=state_loop,
         output=output_blocks,
-        loss_locals=_locals(loss_blocks, (), buffer_names),
+        loss_locals=_locals(loss_blocks, (), buffer_names, matrix_names),
         loss=loss_blocks,
         gradients_locals=_locals(
-            (*loss_blocks, *backward_head, *gradient_blocks), (backward_loop,), buffer_names
+            (*loss_blocks, *backward_head, *gradient_blocks),
+            (backward_loop,),
+            buffer_names,
+            matrix_names,
         ),
         backward_head=backward_head,
         backward_loop=backward_loop,

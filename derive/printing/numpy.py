@@ -196,9 +196,10 @@ class BPTTNumPyPrinter(NumPyPrinter):
             return lines
         if isinstance(expr, sp.MatMul):
             coeff, matrices = expr.as_coeff_matrices()
-            if coeff == 1 and len(matrices) == 2 and not _is_row_dot(matrices):
+            if len(matrices) == 2 and not _is_row_dot(matrices):
                 a, b = (self.parenthesize(x, _MUL, strict=False) for x in matrices)
-                return [f"np.dot({a}, {b}, out={out})"]  # for 2-D arrays, cheaper than matmul
+                lines = [f"np.dot({a}, {b}, out={out})"]  # for 2-D arrays, cheaper than matmul
+                return lines if coeff == 1 else [*lines, f"{out} *= {p(coeff)}"]
             if coeff != 1 and len(matrices) == 1:
                 if _is_leaf(matrices[0]):
                     return [f"np.multiply({p(matrices[0])}, {p(coeff)}, out={out})"]
