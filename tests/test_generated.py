@@ -48,6 +48,24 @@ def test_bptt_matches_central_differences(
 
 
 @pytest.mark.parametrize(
+    ("T", "batch", "copies"), [(8, 64, False), (9, 64, True), (600, None, True), (2, 300, False)]
+)
+def test_bptt_long_recurrences_match_central_differences(
+    T: int, batch: int | None, copies: bool
+) -> None:
+    """Long recurrences ((T − 1)·B ≥ 512) multiply by a contiguous copy of W_sᵀ, shorter ones
+    by the transposed view: both paths against central differences, and the path taken."""
+    rng = np.random.default_rng(T)
+    x, d, weights, s0 = random_problem(rng, T, (2, 3, 2), batch, with_s0=True, scale=0.4)
+    errors = gradient_errors(bptt, x, d, weights, s0)
+    assert max(errors.values()) <= TOL, errors
+    copy = bptt._scratch.arrays[1]["W_sT_copy"]  # scratch of the last call, this thread
+    copy.fill(np.nan)
+    bptt.gradients(x, d, *weights, s0)
+    assert np.array_equal(copy, weights[1].T) is copies
+
+
+@pytest.mark.parametrize(
     ("sizes", "batch", "with_s0"), list(itertools.product(SIZES, [None, 3], [False, True]))
 )
 @pytest.mark.parametrize("seed", [0, 1])

@@ -41,8 +41,9 @@ from derive.printing.numpy import BPTTNumPyPrinter
 class Loop:
     """``for <names> in <iterable>:`` and its printed body.
 
-    ``iterable`` zips per-step views of local arrays; ``cached`` builds the same list once from
-    the workspace (``arrays``), where ``key`` keeps it: a view costs about 50 ns, T per loop.
+    ``cached`` builds the list of per-step views once from the workspace (``arrays``), where
+    ``key`` keeps it: a view costs about 50 ns, T per loop. ``iterable`` zips the same views of
+    local arrays, for code without a workspace (forward(), which returns its arrays).
     """
 
     names: str
@@ -173,7 +174,7 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     # goes onto W_yᵀ (g W_yᵀ = e (c' W_yᵀ)) and onto ∂E/∂W_y (Σ s̄ᵀ g = c' Σ s̄ᵀ e), both small.
     fold = not last and g_rest == [err_sym]
     if fold:
-        g_lines: tuple[str, ...] = tuple(ip("cW_yT", sp.MatMul(g_coeff, m.W_y.T)))
+        g_lines: tuple[str, ...] = tuple(ip("cW_y", sp.MatMul(g_coeff, m.W_y)))
     else:
         g_lines = (f"g_T = {p(g_expr)}",) if last else tuple(ip("g2", g_expr))
 
@@ -207,22 +208,20 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
         gw_lines: tuple[str, ...] = ()
     else:  # g_t W_yᵀ of every step in one product (gW), then read step by step
         gw_lines = tuple(
-            ip("gW2", err_sym * _sym("cW_yT", m.n_s))
+            ip("gW2", err_sym * sp.MatrixSymbol("cW_y", m.n_s, m.n_y).T)
             if fold
             else ip("gW2", rename(gw, {m.g(3): "g2"}))
         )
         delta_last = delta_last.xreplace({gw: _sym("gW[T - 1]", m.n_s)})
         delta_mid = delta_mid.xreplace({m.g(2) * m.W_y.T: _sym("gW_t", m.n_s)})
     delta_mid = rename(delta_mid, {m.delta(3): "delta_next"})
-    # The recurrence multiplies by W_sᵀ at every step: a contiguous copy, made once, is faster
-    # for BLAS than the transposed view (B = 32, n = 64: 6.3 µs a step instead of 8.3).
     delta_mid = delta_mid.xreplace({m.W_s.T: sp.MatrixSymbol("W_sT", m.n_s, m.n_s)})
     backward_head = (
         Block(
             (
                 f"# {labels.OUTPUT_GRADIENT}: g_t = ∂E/∂ō_t"
                 + (" at the last step" if last else " for every step at once")
-                + (" (its factor folded into W_yᵀ)" if fold else ""),
+                + (" (its factor folded into W_y)" if fold else ""),
             ),
             g_lines,
         ),
@@ -231,8 +230,20 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
             (*dphi_lines, *gw_lines, *ip("delta[T - 1]", delta_last)),
         ),
         Block(
-            (f"# {labels.DELTA}: W_sᵀ of the recurrence below, copied once, contiguous",),
-            tuple(ip("W_sT", m.W_s.T)),
+            (
+                f"# {labels.DELTA}: W_sᵀ of the recurrence below. BLAS is often faster on a "
+                "contiguous copy",
+                "# (B = 32, n = 64: 6.3 µs a step, not 8.3), but the transposing copy can cost "
+                "2 ns an entry:",
+                "# made when the recurrence is long enough to repay it, at worst ~10 % of its "
+                "time.",
+            ),
+            (
+                f"W_sT = {p(m.W_s.T)}",
+                "if (T - 1) * B >= 512:",
+                *(f"    {line}" for line in ip("W_sT_copy", m.W_s.T)),
+                "    W_sT = W_sT_copy",
+            ),
         ),
     )
     step_names = ["delta_t", "delta_next", *([] if last else ["gW_t"]), "dphi_t"]
@@ -263,7 +274,7 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     dW_s_rest = rename(m.s(2).T * m.delta(3), {m.s(2): "s2[:-B]", m.delta(3): "delta2[B:]"})
 
     def result(weight: sp.MatrixSymbol, *lines: str) -> tuple[str, ...]:
-        """A fresh array for the returned gradient, written by the lines (no temporaries)."""
+        """A fresh array for the returned gradient, written in place by the lines."""
         return (f"dE_d{weight.name} = np.empty_like({weight.name}, order='C')", *lines)
 
     gradient_blocks = (
@@ -293,8 +304,8 @@ def context(d: Derivation, printer: BPTTNumPyPrinter, name: str) -> LoopContext:
     if not last:
         buffers += [("y", "n_y"), ("e", "n_y"), *([] if fold else [("g", "n_y")]), ("gW", "n_s")]
     buffer_names = [b for b, _ in buffers]
-    # Weight-sized scratch: W_sᵀ, and c'·W_yᵀ when the output's factor is folded into it.
-    matrices = [("W_sT", "n_s", "n_s"), *([("cW_yT", "n_y", "n_s")] if fold else [])]
+    # Weight-sized scratch: W_sᵀ, and c'·W_y when the output's factor is folded into W_y.
+    matrices = [("W_sT_copy", "n_s", "n_s"), *([("cW_y", "n_s", "n_y")] if fold else [])]
     matrix_names = [b for b, _, _ in matrices]
     return LoopContext(
         name=name,
