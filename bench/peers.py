@@ -254,7 +254,26 @@ class NumpyPerStep(Impl):
 # PyTorch (CPU, float64, eager autograd).
 
 
-class TorchLoop(Impl):
+class _Torch(Impl):
+    """What the PyTorch peers share: the loss under no_grad, the gradients of ``_loss()`` with
+    respect to ``self.params`` by torch.autograd.grad."""
+
+    torch: Any
+    params: list[Any]
+
+    def _loss(self) -> Any:
+        raise NotImplementedError
+
+    def loss(self) -> Any:
+        with self.torch.no_grad():
+            return self._loss()
+
+    def gradients(self) -> Any:
+        E = self._loss()
+        return E.detach(), *self.torch.autograd.grad(E, self.params)
+
+
+class TorchLoop(_Torch):
     """PyTorch autograd over a Python loop of the recurrence: x̄ W_x for all steps as one
     batched matmul, s̄_t = tanh(… + s̄_(t-1) W_s) step by step, ȳ for all steps at once; the loss
     under no_grad, the gradients by torch.autograd.grad."""
@@ -268,11 +287,11 @@ class TorchLoop(Impl):
         self.last_only = p.case.last_only
         self.x = torch.from_numpy(p.x)
         self.d = torch.from_numpy(p.d)
-        self.W = [torch.from_numpy(w).requires_grad_(True) for w in p.weights]
+        self.params = [torch.from_numpy(w).requires_grad_(True) for w in p.weights]
         self.s0 = torch.zeros(p.x.shape[1], p.W_s.shape[0], dtype=torch.float64)
 
     def _loss(self) -> Any:
-        W_x, W_s, W_y = self.W
+        W_x, W_s, W_y = self.params
         xw = self.x @ W_x
         s = self.s0
         states = []
@@ -284,20 +303,12 @@ class TorchLoop(Impl):
         y = self.torch.stack(states) @ W_y
         return ((self.d - y) ** 2).sum()
 
-    def loss(self) -> Any:
-        with self.torch.no_grad():
-            return self._loss()
-
-    def gradients(self) -> Any:
-        E = self._loss()
-        return E.detach(), *self.torch.autograd.grad(E, self.W)
-
     def values(self) -> Values:
         E, gx, gs, gy = self.gradients()
         return float(E), gx.numpy(), gs.numpy(), gy.numpy()
 
 
-class TorchRNN(Impl):
+class TorchRNN(_Torch):
     """PyTorch's nn.RNN (tanh, no biases, float64) for the recurrence, then ȳ = s̄ W_y; its
     weights are stored transposed (weight_ih = W_xᵀ, weight_hh = W_sᵀ)."""
 
@@ -314,7 +325,7 @@ class TorchRNN(Impl):
             self.rnn.weight_ih_l0.copy_(torch.from_numpy(p.W_x.T))  # type: ignore[operator]
             self.rnn.weight_hh_l0.copy_(torch.from_numpy(p.W_s.T))  # type: ignore[operator]
         self.W_y = torch.from_numpy(p.W_y).requires_grad_(True)
-        self.params: list[Any] = [self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.W_y]
+        self.params = [self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.W_y]
         self.x = torch.from_numpy(p.x)
         self.d = torch.from_numpy(p.d)
 
@@ -323,14 +334,6 @@ class TorchRNN(Impl):
         if self.last_only:
             return ((self.d[-1] - s[-1] @ self.W_y) ** 2).sum()
         return ((self.d - s @ self.W_y) ** 2).sum()
-
-    def loss(self) -> Any:
-        with self.torch.no_grad():
-            return self._loss()
-
-    def gradients(self) -> Any:
-        E = self._loss()
-        return E.detach(), *self.torch.autograd.grad(E, self.params)
 
     def values(self) -> Values:
         E, g_ih, g_hh, gy = self.gradients()
