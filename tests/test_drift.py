@@ -29,6 +29,21 @@ def _tree(root: Path) -> dict[str, bytes]:
     return out
 
 
+def _derive_into(out: Path, cwd: Path, env: dict[str, str]) -> dict[str, bytes]:
+    """`python -m derive --out-dir out` in a fresh process; the files it wrote."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "derive", "--out-dir", str(out)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return _tree(out)
+
+
 def test_generated_is_in_sync() -> None:
     """Fails with a unified diff when generated/ is stale: run `make derive` and commit."""
     expected = {k: v.encode() for k, v in generate.standard_files().items()}
@@ -56,19 +71,8 @@ def test_generated_is_in_sync() -> None:
 def test_two_runs_in_fresh_processes_are_byte_identical(tmp_path: Path) -> None:
     trees = []
     for seed in ("1", "2"):
-        out = tmp_path / seed
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        proc = subprocess.run(
-            [sys.executable, "-m", "derive", "--out-dir", str(out)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr
-        trees.append(_tree(out))
+        trees.append(_derive_into(tmp_path / seed, ROOT, env))
     assert trees[0] == trees[1]
     assert trees[0] == _tree(GENERATED)
 
@@ -161,15 +165,4 @@ def test_installed_wheel_writes_the_same_files(tmp_path: Path) -> None:
         check=True,
     )
     assert str(site) in probe.stdout and "_templates" in probe.stdout
-    out = elsewhere / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "derive", "--out-dir", str(out)],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert _tree(out) == _tree(GENERATED)
+    assert _derive_into(elsewhere / "out", elsewhere, env) == _tree(GENERATED)

@@ -27,6 +27,15 @@ TOL = 1e-6
 SIZES = [(1, 1, 1), (2, 3, 4), (4, 3, 2), (3, 5, 1)]
 
 
+def _checked_problem(module: Any, rng: np.random.Generator, T: int, *args: Any, **kw: Any) -> Any:
+    """A random problem (see random_problem), its gradients checked against central
+    differences; returns the problem."""
+    x, d, weights, s0 = problem = random_problem(rng, T, *args, **kw)
+    errors = gradient_errors(module, x, d, weights, s0)
+    assert max(errors.values()) <= TOL, errors
+    return problem
+
+
 @pytest.mark.parametrize(
     ("T", "sizes", "batch", "with_s0", "seed"),
     [
@@ -41,9 +50,7 @@ def test_bptt_matches_central_differences(
     T: int, sizes: tuple[int, int, int], batch: int | None, with_s0: bool, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    x, d, weights, s0 = random_problem(rng, T, sizes, batch, with_s0)
-    errors = gradient_errors(bptt, x, d, weights, s0)
-    assert max(errors.values()) <= TOL, errors
+    x, d, weights, s0 = _checked_problem(bptt, rng, T, sizes, batch, with_s0)
     assert directional_error(bptt, x, d, weights, s0, rng) <= 1e-7
 
 
@@ -56,9 +63,7 @@ def test_bptt_long_recurrences_match_central_differences(
     """Long recurrences ((T − 1)·B ≥ 512) multiply by a contiguous copy of W_sᵀ, shorter ones
     by the transposed view: both paths against central differences, and the path taken."""
     rng = np.random.default_rng(T)
-    x, d, weights, s0 = random_problem(rng, T, (2, 3, 2), batch, with_s0=True, scale=0.4)
-    errors = gradient_errors(bptt, x, d, weights, s0)
-    assert max(errors.values()) <= TOL, errors
+    x, d, weights, s0 = _checked_problem(bptt, rng, T, (2, 3, 2), batch, True, scale=0.4)
     copy = bptt._scratch.arrays[1]["W_sT_copy"]  # scratch of the last call, this thread
     copy.fill(np.nan)
     bptt.gradients(x, d, *weights, s0)
@@ -72,10 +77,7 @@ def test_bptt_long_recurrences_match_central_differences(
 def test_bptt_e3_matches_central_differences(
     sizes: tuple[int, int, int], batch: int | None, with_s0: bool, seed: int
 ) -> None:
-    rng = np.random.default_rng(seed)
-    x, d, weights, s0 = random_problem(rng, 3, sizes, batch, with_s0)
-    errors = gradient_errors(bptt_e3, x, d, weights, s0)
-    assert max(errors.values()) <= TOL, errors
+    _checked_problem(bptt_e3, np.random.default_rng(seed), 3, sizes, batch, with_s0)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -89,10 +91,7 @@ def test_bptt_e3_matches_central_differences(
 def test_bptt_property_random_shapes(
     T: int, sizes: tuple[int, int, int], batch: int | None, with_s0: bool, seed: int
 ) -> None:
-    rng = np.random.default_rng(seed)
-    x, d, weights, s0 = random_problem(rng, T, sizes, batch, with_s0)
-    errors = gradient_errors(bptt, x, d, weights, s0)
-    assert max(errors.values()) <= TOL, errors
+    _checked_problem(bptt, np.random.default_rng(seed), T, sizes, batch, with_s0)
 
 
 def test_bptt_e3_equals_the_derivations_ground_truth() -> None:
