@@ -48,6 +48,25 @@ def test_numpy_printer(expr: sp.MatrixExpr, text: str) -> None:
     assert BPTTNumPyPrinter(m.ACTIVATIONS["tanh"]).doprint(expr) == text
 
 
+INPLACE = [
+    (A * W, ["np.dot(A, W, out=o)"]),
+    (sp.MatMul(-2, A.T, B), ["np.dot(A.T, B, out=o)", "o *= -2"]),
+    (sp.MatMul(-2, W.T), ["np.multiply(W.T, -2, out=o)"]),
+    (W.T, ["np.copyto(o, W.T)"]),
+    (A * W + B, ["np.dot(A, W, out=o)", "o += B"]),
+    (d - y, ["np.subtract(d, y, out=o)"]),
+    (sp.hadamard_product(A, B * W), ["np.dot(B, W, out=o)", "o *= A"]),
+    (m.phi(z), ["np.tanh(z, out=o)"]),
+    (A * W * W.T, ["o[...] = A @ W @ W.T"]),
+]
+
+
+@pytest.mark.parametrize(("expr", "lines"), INPLACE, ids=[" | ".join(t) for _, t in INPLACE])
+def test_numpy_printer_in_place(expr: sp.MatrixExpr, lines: list[str]) -> None:
+    """Statements writing into the existing array o: no temporaries where NumPy allows it."""
+    assert BPTTNumPyPrinter(m.ACTIVATIONS["tanh"]).inplace("o", expr) == lines
+
+
 @pytest.mark.parametrize(
     ("activation", "phi_text", "dphi_text"),
     [
