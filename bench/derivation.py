@@ -5,9 +5,9 @@ Measured: the command behind `make derive` (``python -m derive --out-dir DIR``, 
 directory) and the proof (``python -m derive --check``) as subprocesses, wall time from start to
 exit; the same work in this process (``generate.standard_files()`` and
 ``prove(derive(), (3, 3, 3))``) without the interpreter's start-up; then, for each N, the
-straight-line module (``codegen.module_source(Config(steps=N), loop=False)``, loss E_N) and the
-loop module (``loop=True``, printed from a 3-step derivation whatever N is). SymPy's cache is
-cleared before each measurement so that no N profits from the one before.
+straight-line module (``codegen.module_source(derive(Config(steps=N)), loop=False)``, loss E_N)
+and the loop module (``loop=True``, printed from the derivation's generic step whatever N is).
+SymPy's cache is cleared before each measurement so that no N profits from the one before.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Point:
     N: int
     derive_s: float  # derive(Config(steps=N)) alone
     terms: int  # chain-rule terms over the three weights
-    straight_s: float  # module_source(loop=False): derive + print + render + ruff format
+    straight_s: float  # module_source(loop=False) of that derivation: plan + print + render + ruff
     format_s: float  # ruff format of that source alone (a subprocess)
     straight_bytes: int
     straight_lines: int
@@ -83,15 +83,15 @@ def sweep(steps: Sequence[int], limit: float) -> tuple[list[Point], int | None]:
     from derive.render import format_python
 
     # One-time costs (imports, the jinja environment, ruff's first start) outside the curve.
-    codegen.module_source(Config(steps=1), loop=False, name="warm")
+    codegen.module_source(derive(Config(steps=1)), loop=False, name="warm")
     points: list[Point] = []
     for N in steps:
         config = Config(steps=N)
         t_derive, d = _timed(partial(derive, config))
         terms = sum(len(e.terms) for e in d.expansions.values())
-        t_straight, src = _timed(partial(codegen.module_source, config, loop=False, name="x"))
+        t_straight, src = _timed(partial(codegen.module_source, d, loop=False, name="x"))
         t_format, _ = _timed(partial(format_python, src, "x.py"))
-        t_loop, loop_src = _timed(partial(codegen.module_source, config, loop=True, name="x"))
+        t_loop, loop_src = _timed(partial(codegen.module_source, d, loop=True, name="x"))
         p = Point(
             N,
             t_derive,
@@ -180,12 +180,12 @@ def report(steps: Sequence[int], limit: float, command: str) -> str:
         "",
         "## Growth with the number of steps N",
         "",
-        "Straight-line form: `codegen.module_source(Config(steps=N), loop=False, name='x')` "
-        "(loss E_N, the lecture's configuration otherwise); its time includes `derive()`, "
-        "printing, rendering and the ruff format subprocess. Loop form: `loop=True` with the "
-        "same Config; it is printed from a 3-step derivation whatever N is, so its size is "
-        "constant. SymPy's cache is cleared before every measurement; one warm-up module is "
-        "generated before the sweep.",
+        "Straight-line form: `codegen.module_source(d, loop=False, name='x')` of "
+        "`d = derive(Config(steps=N))` (loss E_N, the lecture's configuration otherwise); its "
+        "time is the plan, printing, rendering and the ruff format subprocess (`derive()` is "
+        "its own column). Loop form: `loop=True` of the same derivation; it is printed from the "
+        "derivation's generic step whatever N is, so its size is constant. SymPy's cache is "
+        "cleared before every measurement; one warm-up module is generated before the sweep.",
         "",
         "| N | chain-rule terms | derive() (s) | straight-line module (s) | of which ruff "
         "format (s) | straight-line bytes | straight-line lines | loop module (s) | loop bytes "

@@ -14,7 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-from derive import model as m
+from derive import notation
+from derive.activations import ACTIVATIONS
+from derive.config import LOSS_STEPS, OUTPUTS, Config
 from derive.derivation import Derivation, derive
 from derive.errors import DeriveError
 from derive.printing.text import text
@@ -72,13 +74,13 @@ def parser() -> argparse.ArgumentParser:
     cfg.add_argument(
         "--activation",
         default=argparse.SUPPRESS,
-        choices=sorted(m.ACTIVATIONS),
+        choices=sorted(ACTIVATIONS),
         help="Φ (default tanh)",
     )
     cfg.add_argument(
         "--output",
         default=argparse.SUPPRESS,
-        choices=m.OUTPUTS,
+        choices=OUTPUTS,
         help="output layer (default linear)",
     )
     cfg.add_argument(
@@ -91,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
         "--loss-steps",
         dest="loss_steps",
         default=argparse.SUPPRESS,
-        choices=m.LOSS_STEPS,
+        choices=LOSS_STEPS,
         help="'last': E_N as in the lecture (default); 'all': Σ_t E_t",
     )
     p.add_argument("--out-dir", metavar="DIR", help="write generated files into DIR")
@@ -126,7 +128,10 @@ def summary(d: Derivation) -> list[str]:
     for name, expansion in d.expansions.items():
         lines.append(f"dE/d{name} = sum of {len(expansion.terms)} chain-rule term(s):")
         for term, expr in zip(expansion.terms, d.closed.expanded[name], strict=True):
-            chain = " · ".join(f"∂{f.numerator.name}/∂{f.denominator.name}" for f in term.factors)
+            chain = " · ".join(
+                f"∂{notation.text_name(f.numerator.name)}/∂{notation.text_name(f.denominator.name)}"
+                for f in term.factors
+            )
             lines.append(f"  {chain}")
             lines.append(f"    = {text(expr)}")
     lines.append("backward recurrence:")
@@ -134,6 +139,16 @@ def summary(d: Derivation) -> list[str]:
         lines.append(f"  {text(line.target)} = {text(line.expression)}")
     for name, expr in d.closed.collected.items():
         lines.append(f"  dE/d{name} = {text(expr)}")
+    gen = d.closed.generic
+    lines.append("for any number of steps N, at t = N and at t < N:")
+    for line in (*gen.last, *gen.step):
+        lines.append(f"  {text(line.target)} = {text(line.expression)}")
+    for name, sums in gen.sums.items():
+        parts = " + ".join(
+            f"Σ_t {text(part.summand)}" if part.steps == "all" else text(part.summand)
+            for part in sums
+        )
+        lines.append(f"  dE/d{name} = {parts}")
     return lines
 
 
@@ -145,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         steps = given.get("steps", 3)
         config_fields = {**given, "steps": 3 if steps is None else steps}
-        config = m.Config(**config_fields)
+        config = Config(**config_fields)
     except (ValueError, TypeError) as exc:
         return _fail(f"--{str(exc).split(':')[0].replace('_', '-')}: {str(exc).split(': ', 1)[1]}")
     try:

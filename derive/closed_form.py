@@ -1,26 +1,34 @@
-"""Stage 3: closed forms. Dimension-free matrix results and the δ recurrence.
+"""Stage 3: closed forms. The terms as matrix expressions, and the δ recurrence by a reverse sweep.
 
-Contract: :func:`closed_forms` gives, for each weight, (1) the *expanded* form, the sum of the
-chain-rule terms of :mod:`derive.chain` swept into one matrix expression each, as the lecture
-writes them (for N = 3 three explicit terms), and (2) the *collected* form, where the shared
-prefixes of those terms are named: g_t = ∂E/∂ō_t and δ_t = ∂E/∂z̄_t, with
+Contract: :func:`closed_forms` gives, for one :class:`~derive.model.Statement` and its chain-rule
+expansions,
 
-    δ_N = (g_N W_yᵀ) ⊙ Φ'(z̄_N),   δ_t = (δ_{t+1} W_sᵀ [+ g_t W_yᵀ]) ⊙ Φ'(z̄_t),
-    ∂E/∂W_s = Σ_i s̄_{i-1}ᵀ δ_i,  ∂E/∂W_x = Σ_i x̄_iᵀ δ_i,  ∂E/∂W_y = Σ_t s̄_tᵀ g_t,
+1. ``expanded``: each term of :mod:`derive.chain` swept into one matrix expression, as the
+   lecture writes them (for N = 3, three explicit terms per weight);
+2. ``recurrence`` and ``collected``: the reverse sweep over the N unrolled steps. Each computed
+   quantity's ∂E/∂q is the sum, over the equations that read q, of the local pullbacks of
+   :mod:`derive.ops`; the statement names some of them (g_t = ∂E/∂ō_t, δ_t = ∂E/∂z̄_t), which
+   become the recurrence's lines, and each ∂E/∂W is the sum of the weight pullbacks over every
+   equation that reads W (Σ_i s̄_{i-1}ᵀ δ_i …);
+3. ``generic``: the same sweep at a generic step t, once at the last step (t = N) and once before
+   it (t < N, where the step t + 1 reads step t's state), with each ∂E/∂W as a sum over steps
+   of one summand. These are the forms a loop over any number of steps runs.
 
-where g_t W_yᵀ enters δ_t only for the steps t whose E_t is in the loss. Both forms are built from
-the same model symbols; the expanded form is swept from the factors' pullbacks, the collected form
-names their shared prefixes. Both are proven equal to the ground truth in :mod:`derive.verify`.
+No formula is typed here: every line comes from the statement's equations and the operations'
+rules. All three are proven equal to the ground truth in :mod:`derive.verify`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
-from derive import chain
+from derive import chain, ops
 from derive import model as m
+from derive.errors import DeriveError
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,24 @@ class Definition:
     """``target = expression``: one line of the backward recurrence."""
 
     target: sp.MatrixSymbol
-    expression: sp.MatrixExpr
+    expression: Any
+
+
+@dataclass(frozen=True)
+class Sum:
+    """∂E/∂W's sum over steps: Σ_t ``summand`` over every step (``all``) or at t = N (``last``)."""
+
+    summand: Any
+    steps: str
+
+
+@dataclass(frozen=True)
+class GenericForms:
+    """The sweep at a generic step: at t = N, at t < N, and ∂E/∂W as sums over steps."""
+
+    last: tuple[Definition, ...]
+    step: tuple[Definition, ...]
+    sums: dict[str, tuple[Sum, ...]]
 
 
 @dataclass(frozen=True)
@@ -36,48 +61,119 @@ class ClosedForms:
     """The closed forms of one configuration.
 
     expanded     weight name → (term per path, in the order of :func:`chain.paths`)
-    recurrence   g_t and δ_t definitions, in evaluation order (g's, then δ_N … δ_1)
+    recurrence   the named adjoints (g_t, δ_t) in evaluation order, δ_N first
     collected    weight name → ∂E/∂W in terms of g_t and δ_t
+    generic      the same at a generic step t (any number of steps)
     """
 
-    expanded: dict[str, tuple[sp.MatrixExpr, ...]]
+    expanded: dict[str, tuple[Any, ...]]
     recurrence: tuple[Definition, ...]
-    collected: dict[str, sp.MatrixExpr]
+    collected: dict[str, Any]
+    generic: GenericForms
 
 
-def output_gradient(config: m.Config, t: int) -> sp.MatrixExpr:
-    """g_t = ∂E/∂ō_t: the loss factor's row swept through the output nonlinearity."""
-    loss_row = chain.loss_factor(config, t).pull(sp.Identity(1))
-    return chain.output_pullback(config, t, loss_row)
+def _sweep(
+    equations: Sequence[m.Equation],
+    later: Sequence[m.Equation],
+    known: Mapping[Any, Any],
+    seeds: set[Any],
+    stmt: m.Statement,
+) -> tuple[list[Definition], dict[Any, Any]]:
+    """∂E/∂q for the targets of ``equations``, last first. ``later`` are equations of later steps
+    whose adjoints are ``known``; ``seeds`` the loss terms (∂E/∂E_t = 1). Returns the named
+    adjoints as lines and every target's adjoint (its name, or its expression)."""
+    adjoint: dict[Any, Any] = dict(known)
+    lines: list[Definition] = []
+    readers: dict[Any, list[tuple[m.Equation, bool]]] = {}
+    for eq in equations:
+        for symbol in eq.rhs.atoms(sp.MatrixSymbol):
+            readers.setdefault(symbol, []).append((eq, False))
+    for eq in later:
+        for symbol in eq.rhs.atoms(sp.MatrixSymbol):
+            readers.setdefault(symbol, []).append((eq, True))
+    for eq in reversed(equations):
+        parts = [sp.Identity(1)] if eq.target in seeds else []
+        for reader, is_later in readers.get(eq.target, []):
+            if reader.target not in adjoint:
+                if is_later:
+                    raise DeriveError(
+                        f"{reader.target} reads {eq.target} a step later but its adjoint has no "
+                        f"name: name it in the statement (Quantity.adjoint)"
+                    )
+                continue
+            pulled = ops.vjp(reader.rhs, eq.target, adjoint[reader.target], out=reader.target)
+            if pulled is not None:
+                parts.append(ops.tidy(pulled))
+        total = ops.add(parts)
+        if total is None:
+            continue
+        found = m.step_of(eq.target)
+        name = stmt.quantities[found[0]].adjoint if found else None
+        if name is not None:
+            symbol = m.at(name, found[1])  # type: ignore[index]
+            lines.append(Definition(symbol, total))
+            adjoint[eq.target] = symbol
+        else:
+            adjoint[eq.target] = total
+    return lines, adjoint
 
 
-def recurrence(config: m.Config) -> tuple[Definition, ...]:
-    """g_t for each t in the loss, then δ_N, δ_{N-1}, …, δ_1 (the backward sweep)."""
-    n = config.steps
-    lines = [Definition(m.g(t), output_gradient(config, t)) for t in config.loss_terms]
-    # ∂E/∂s̄_t is the path through s̄_{t+1} (δ_{t+1} W_sᵀ) plus, when E_t is in the loss, the
-    # direct path g_t W_yᵀ; δ_t multiplies it by Φ'(z̄_t) (Eq. 33).
-    for t in range(n, 0, -1):
-        parts: list[sp.MatrixExpr] = []
-        if t < n:
-            parts.append(m.delta(t + 1) * m.W_s.T)
-        if t in config.loss_terms:
-            parts.append(m.g(t) * m.W_y.T)
-        upstream = parts[0] if len(parts) == 1 else sp.MatAdd(*parts)
-        lines.append(Definition(m.delta(t), sp.hadamard_product(upstream, m.dphi(m.z(t)))))
-    return tuple(lines)
+def _weight_sums(
+    equations: Sequence[m.Equation], adjoint: Mapping[Any, Any], weight: sp.MatrixSymbol
+) -> list[Any]:
+    """The weight pullbacks of every equation that reads ``weight``, last step first."""
+    out = []
+    for eq in reversed(equations):
+        if eq.target in adjoint and weight in eq.rhs.atoms(sp.MatrixSymbol):
+            pulled = ops.vjp(eq.rhs, weight, adjoint[eq.target], out=eq.target)
+            if pulled is not None:
+                out.append(ops.tidy(pulled))
+    return out
 
 
-def collected(config: m.Config) -> dict[str, sp.MatrixExpr]:
-    """∂E/∂W as sums over steps of (row)ᵀ · (named gradient)."""
-    n = config.steps
-    return {
-        "W_x": sp.MatAdd(*(m.x(i).T * m.delta(i) for i in range(n, 0, -1))),
-        "W_s": sp.MatAdd(*(m.s(i - 1).T * m.delta(i) for i in range(n, 0, -1))),
-        "W_y": sp.MatAdd(*(m.s(t).T * m.g(t) for t in reversed(config.loss_terms))),
-    }
+def _seeds(stmt: m.Statement, steps: Sequence[Any]) -> set[Any]:
+    (loss,) = stmt.names("loss")
+    return {m.at(loss, k) for k in steps}
 
 
-def closed_forms(config: m.Config, expansions: dict[str, chain.Expansion]) -> ClosedForms:
+def recurrence_and_collected(stmt: m.Statement) -> tuple[tuple[Definition, ...], dict[str, Any]]:
+    """The reverse sweep over the N unrolled steps."""
+    equations = [e for k in range(1, stmt.config.steps + 1) for e in stmt.equations_at(k)]
+    lines, adjoint = _sweep(equations, (), {}, _seeds(stmt, stmt.config.loss_terms), stmt)
+    collected = {w.name: sp.MatAdd(*_weight_sums(equations, adjoint, w)) for w in stmt.weights}
+    return tuple(lines), collected
+
+
+def generic(stmt: m.Statement) -> GenericForms:
+    """The sweep at a generic step: t = N (nothing after it), and t < N (step t + 1 reads t)."""
+    t, N = m.t, m.N
+    every = stmt.config.loss_steps == "all"
+    here = stmt.equations
+    last_lines, last_adjoint = _sweep(here, (), {}, _seeds(stmt, [t]), stmt)
+    later = stmt.equations_at(t + 1)
+    named = {}
+    for eq in later:
+        found = m.step_of(eq.target)
+        name = stmt.quantities[found[0]].adjoint if found else None
+        if name is not None:
+            named[eq.target] = m.at(name, t + 1)
+    step_lines, step_adjoint = _sweep(here, later, named, _seeds(stmt, [t] if every else []), stmt)
+    sums: dict[str, tuple[Sum, ...]] = {}
+    for w in stmt.weights:
+        everywhere = _weight_sums(here, step_adjoint, w)
+        at_last = [s for s in _weight_sums(here, last_adjoint, w) if s not in everywhere]
+        sums[w.name] = (
+            *(Sum(s, "all") for s in everywhere),
+            *(Sum(m.instantiate(s, {t: N}), "last") for s in at_last),
+        )
+    at_n = [
+        Definition(m.instantiate(d.target, {t: N}), m.instantiate(d.expression, {t: N}))
+        for d in last_lines
+    ]
+    return GenericForms(tuple(at_n), tuple(step_lines), sums)
+
+
+def closed_forms(stmt: m.Statement, expansions: dict[str, chain.Expansion]) -> ClosedForms:
     expanded = {name: tuple(t.evaluate() for t in e.terms) for name, e in expansions.items()}
-    return ClosedForms(expanded, recurrence(config), collected(config))
+    recurrence, collected = recurrence_and_collected(stmt)
+    return ClosedForms(expanded, recurrence, collected, generic(stmt))

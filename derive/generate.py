@@ -1,49 +1,74 @@
-"""Stage 6 (assembly): which files a run of the generator writes, rendered in memory first.
+"""Stage 7 (assembly): which files a run of the generator writes, every stage run once, in order.
 
 Contract: :func:`standard_files` returns every file of the committed generated/ tree (relative
-path → text): the lecture's straight-line module ``bptt_e3.py``, the loop module ``bptt.py``,
-``__init__.py`` and the notes. :func:`module_files` returns one module for any configuration.
-Nothing is written here; :func:`write` hands the finished set to :func:`derive.render.write_files`
-(all or nothing).
+path → text): it derives the lecture's case and the total loss, proves both, generates the
+modules (``bptt_e3.py``, straight-line; ``bptt.py``, the loop), checks them against central
+differences, and hands all of these results to the notes, which only render them.
+:func:`module_files` returns one module for any configuration. Nothing is written here;
+:func:`write` hands the finished set to :func:`derive.render.write_files` (all or nothing).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from derive import codegen
-from derive import model as m
+from derive import check, codegen, notes
+from derive.config import Config
+from derive.derivation import Derivation, derive
 from derive.render import write_files
+from derive.verify import prove
 
-# The two modules committed in generated/ and the configurations they are generated from.
-LECTURE = m.Config()  # N = 3, tanh, linear, c = 1, E_3
-TOTAL = m.Config(loss_steps="all")  # the loop module: any T, Σ_t E_t
+# The configurations of the committed generated/ tree.
+LECTURE = Config()  # N = 3, tanh, linear, c = 1, E_3
+TOTAL = Config(loss_steps="all")  # the loop module: any T, Σ_t E_t
 
 
-def module_sources() -> dict[str, str]:
+@dataclass(frozen=True)
+class Module:
+    """A committed module: its name, its configuration, and its form."""
+
+    name: str
+    config: Config
+    loop: bool
+
+
+MODULES = (Module("bptt_e3", LECTURE, loop=False), Module("bptt", TOTAL, loop=True))
+
+# The proof the notes report: three of each size, as in the lecture's figures.
+PROOF_SIZES = (3, 3, 3)
+PROOF_POINTS = 3
+
+
+def module_sources(derivations: dict[Config, Derivation] | None = None) -> dict[str, str]:
     """The committed gradient modules, path relative to generated/ → formatted source."""
-    return {
-        "bptt_e3.py": codegen.module_source(LECTURE, loop=False, name="bptt_e3"),
-        "bptt.py": codegen.module_source(TOTAL, loop=True, name="bptt"),
-    }
+    found = derivations if derivations is not None else {}
+    out = {}
+    for mod in MODULES:
+        d = found.get(mod.config) or derive(mod.config)
+        out[f"{mod.name}.py"] = codegen.module_source(d, loop=mod.loop, name=mod.name)
+    return out
 
 
 def standard_files() -> dict[str, str]:
     """Everything `make derive` commits in generated/."""
-    from derive import notes
-
-    modules = module_sources()
+    lecture, total = derive(LECTURE), derive(TOTAL)
+    modules = module_sources({LECTURE: lecture, TOTAL: total})
+    proofs = tuple(prove(d, PROOF_SIZES, points=PROOF_POINTS) for d in (lecture, total))
+    for proof in proofs:
+        proof.raise_if_failed()
+    checks = check.gradient_checks(modules)
     files = dict(modules)
     files["__init__.py"] = codegen.package_init(sorted(modules))
-    files.update(notes.notes_files(modules))
+    files.update(notes.notes_files(notes.NotesInput(lecture, total, proofs, checks, modules)))
     return files
 
 
-def module_files(config: m.Config, *, loop: bool) -> dict[str, str]:
+def module_files(config: Config, *, loop: bool) -> dict[str, str]:
     """One module for ``config``: the loop form (any T) or the straight-line form (T = N)."""
     name = codegen.module_name(config, loop=loop)
-    return {f"{name}.py": codegen.module_source(config, loop=loop, name=name)}
+    return {f"{name}.py": codegen.module_source(derive(config), loop=loop, name=name)}
 
 
 def write(out_dir: str | os.PathLike[str], files: dict[str, str]) -> list[Path]:

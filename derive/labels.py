@@ -31,12 +31,19 @@ W_Y_COLLECTED = "R3"  # ∂E/∂W_y = Σ_t s̄_tᵀ g_t
 W_S_COLLECTED = "R4"  # ∂E/∂W_s = Σ_i s̄_{i-1}ᵀ δ_i
 W_X_COLLECTED = "R5"  # ∂E/∂W_x = Σ_i x̄_iᵀ δ_i
 
+# The labels a sum over steps of ∂E/∂W cites: the lecture's general form and our collected one.
+SUM_LABELS = {
+    "W_y": (W_Y_GENERAL, W_Y_COLLECTED),
+    "W_s": (W_S_GENERAL, W_S_COLLECTED),
+    "W_x": (W_X_GENERAL, W_X_COLLECTED),
+}
+
 OURS = {
     OUTPUT_GRADIENT: "output gradient g_t = ∂E/∂ō_t",
     DELTA: "δ recurrence",
-    W_Y_COLLECTED: "∂E/∂W_y collected",
-    W_S_COLLECTED: "∂E/∂W_s collected",
-    W_X_COLLECTED: "∂E/∂W_x collected",
+    W_Y_COLLECTED: "∂E/∂W_y collected, Σ_t s̄_tᵀ g_t",
+    W_S_COLLECTED: "∂E/∂W_s collected, Σ_i s̄_(i-1)ᵀ δ_i",
+    W_X_COLLECTED: "∂E/∂W_x collected, Σ_i x̄_iᵀ δ_i",
 }
 
 # A label cited in a comment line of generated Python.

@@ -2,11 +2,19 @@
 
 Contract: :func:`prove` instantiates the model with a scalar symbol per entry
 (:func:`derive.model.explicit`), takes the ground truth ∂E/∂w for every weight entry w with
-``sympy.diff`` of the explicit scalar loss, and compares three candidates with it:
+``sympy.diff`` of the explicit scalar loss, and compares four candidates with it:
 
-1. the chain-rule expansion, term by term, each factor with its own evaluated form (Jacobian);
+1. the chain-rule expansion, term by term, each factor through its own Jacobian (a literal
+   matrix product, numerator layout) or, for a three-index factor, its pullback;
 2. the expanded closed form (the lecture's explicit terms);
-3. the collected closed form (the δ recurrence).
+3. the collected closed form (the δ recurrence);
+4. the generic step (the forms at t = N and t < N and the sums over steps that a loop over any
+   number of steps runs), instantiated at t = N, …, 1.
+
+It also checks every numeric form the generated code runs instead of a definition (an
+overflow-safe Φ, Φ' from Φ's output, softmax with its row maximum subtracted) against that
+definition, at random points and at points of magnitude up to 1000: a wrong numeric form fails
+the proof like a wrong derivative.
 
 Equality is exact: for polynomial models (identity Φ, linear output) both sides are evaluated in
 exact rational arithmetic at random rational points and must be identical (a nonzero polynomial
@@ -26,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import mpmath
 import sympy as sp
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
-from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from derive import model as m
-from derive.errors import DeriveError, ProofError
+from derive import ops
+from derive.errors import ProofError
 
 if TYPE_CHECKING:
+    from derive.activations import NumericForm
+    from derive.config import Config
     from derive.derivation import Derivation
 
 DIGITS = 50
@@ -41,101 +50,39 @@ TOLERANCE = sp.Float("1e-30", DIGITS)
 Binding = dict[sp.MatrixSymbol, sp.Matrix]
 
 
-def evaluate(expr: Any, binding: Binding, act: m.Activation, dims: dict[Any, int]) -> sp.Matrix:
-    """The explicit matrix of a dimension-free expression, given explicit matrices for its symbols.
-
-    Φ and Φ' are bound to ``act``; symbolic sizes (Identity(n_y)) to ``dims``.
-    """
-
-    def ev(e: Any) -> Any:
-        if isinstance(e, sp.MatrixSymbol):
-            if e not in binding:
-                raise DeriveError(f"cannot instantiate {e}: no explicit value bound to it")
-            return binding[e]
-        if isinstance(e, sp.Identity):
-            return sp.eye(int(e.rows.xreplace(dims)))
-        if isinstance(e, sp.ZeroMatrix):
-            return sp.zeros(int(e.rows.xreplace(dims)), int(e.cols.xreplace(dims)))
-        if isinstance(e, sp.MatAdd):
-            parts = [ev(a) for a in e.args]
-            total = parts[0]
-            for p in parts[1:]:
-                total = total + p
-            return total
-        if isinstance(e, sp.MatMul):
-            scalar = sp.Integer(1)
-            result = None
-            for a in e.args:
-                if not getattr(a, "is_Matrix", False):
-                    scalar *= a
-                    continue
-                v = ev(a)
-                result = v if result is None else result * v
-            if result is None:
-                raise DeriveError(f"cannot instantiate {e}: a product without a matrix")
-            return result.applyfunc(lambda q: scalar * q) if scalar != 1 else result
-        if isinstance(e, sp.Transpose):
-            return ev(e.arg).T
-        if isinstance(e, sp.HadamardProduct):
-            parts = [ev(a) for a in e.args]
-            total = parts[0]
-            for p in parts[1:]:
-                total = total.multiply_elementwise(p)
-            return total
-        if isinstance(e, ElementwiseApplyFunction):
-            fn = m.applied_function(e)
-            if fn == m.Phi:
-                fn = act.phi
-            elif fn == m.dPhi:
-                fn = act.dphi
-            return ev(e.expr).applyfunc(fn)
-        if isinstance(e, DiagMatrix):
-            return sp.diag(*ev(e.args[0]))
-        if isinstance(e, m.Softmax):
-            return m.softmax_row(ev(e.arg))
-        raise DeriveError(f"cannot instantiate a {type(e).__name__}: {e}")
-
-    result = ev(expr)
-    if not isinstance(result, sp.MatrixBase):
-        raise DeriveError(f"instantiating {expr} gave {type(result).__name__}, not a matrix")
-    return sp.Matrix(result)
-
-
 def ground_truth(ex: m.Explicit) -> dict[str, sp.Matrix]:
     """∂E/∂w by ``sympy.diff`` of the explicit scalar loss, one entry per weight entry w."""
     return {
-        name: ex.values[w].applyfunc(lambda entry: sp.diff(ex.loss, entry))
-        for name, w in zip(m.WEIGHT_NAMES, m.WEIGHTS, strict=True)
+        w.name: ex.values[w].applyfunc(lambda entry: sp.diff(ex.loss, entry))
+        for w in ex.statement.weights
     }
 
 
 # ---------------------------------------------------------------------------------------------
-# The three candidates, each a function of a binding of the model's symbols.
+# The candidates, each a function of a binding of the model's symbols.
 
 Candidate = Callable[[Binding], dict[str, sp.Matrix]]
 
 
-def _dims(ex: m.Explicit) -> dict[Any, int]:
-    return dict(zip((m.n_x, m.n_s, m.n_y), ex.sizes, strict=True))
+def _context(derivation: Derivation, ex: m.Explicit) -> ops.Context:
+    return ops.Context(derivation.config.act, ex.dims)
 
 
 def expansion_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
-    """Term by term, each factor through its own evaluated Jacobian where it has one."""
-    act, dims = derivation.config.act, _dims(ex)
+    """Term by term: U J with each factor's Jacobian where it has one, else its pullback."""
+    ctx = _context(derivation, ex)
 
     def run(binding: Binding) -> dict[str, sp.Matrix]:
         out = {}
         for name, expansion in derivation.expansions.items():
-            w = binding[expansion.weight]
-            total = sp.zeros(*w.shape)
+            total = sp.zeros(*binding[expansion.weight].shape)
             for term in expansion.terms:
                 grad = sp.Matrix([[1]])
                 for f in term.factors:
                     if f.jacobian is not None:
-                        grad = grad * evaluate(f.jacobian, binding, act, dims).T
+                        grad = grad * ops.evaluate(f.jacobian, binding, ctx)
                     else:
-                        local = {**binding, f.placeholder: grad}
-                        grad = evaluate(f.pullback, local, act, dims)
+                        grad = ops.evaluate(f.pullback, {**binding, f.placeholder: grad}, ctx)
                 total += grad
             out[name] = total
         return out
@@ -145,15 +92,14 @@ def expansion_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
 
 def expanded_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
     """The expanded closed form, one matrix expression per term."""
-    act, dims = derivation.config.act, _dims(ex)
+    ctx = _context(derivation, ex)
 
     def run(binding: Binding) -> dict[str, sp.Matrix]:
         out = {}
         for name, terms in derivation.closed.expanded.items():
-            w = binding[derivation.expansions[name].weight]
-            total = sp.zeros(*w.shape)
+            total = sp.zeros(*binding[derivation.expansions[name].weight].shape)
             for term in terms:
-                total += evaluate(term, binding, act, dims)
+                total += ops.evaluate(term, binding, ctx)
             out[name] = total
         return out
 
@@ -162,16 +108,41 @@ def expanded_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
 
 def collected_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
     """The δ recurrence, evaluated line by line, then the collected sums."""
-    act, dims = derivation.config.act, _dims(ex)
+    ctx = _context(derivation, ex)
 
     def run(binding: Binding) -> dict[str, sp.Matrix]:
         local = dict(binding)
         for line in derivation.closed.recurrence:
-            local[line.target] = evaluate(line.expression, local, act, dims)
+            local[line.target] = ops.evaluate(line.expression, local, ctx)
         return {
-            name: evaluate(expr, local, act, dims)
+            name: ops.evaluate(expr, local, ctx)
             for name, expr in derivation.closed.collected.items()
         }
+
+    return run
+
+
+def generic_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
+    """The generic step at t = N, N − 1, …, 1 (the t = N lines first), then the sums over t."""
+    ctx = _context(derivation, ex)
+    gen, n = derivation.closed.generic, derivation.config.steps
+
+    def run(binding: Binding) -> dict[str, sp.Matrix]:
+        local = dict(binding)
+        for k in range(n, 0, -1):
+            lines, at = (gen.last, {m.N: n}) if k == n else (gen.step, {m.t: k})
+            for line in lines:
+                target = m.instantiate(line.target, at)
+                local[target] = ops.evaluate(m.instantiate(line.expression, at), local, ctx)
+        out = {}
+        for name, sums in gen.sums.items():
+            total = sp.zeros(*binding[derivation.expansions[name].weight].shape)
+            for part in sums:
+                steps = [{m.N: n}] if part.steps == "last" else [{m.t: k} for k in range(1, n + 1)]
+                for at in steps:
+                    total += ops.evaluate(m.instantiate(part.summand, at), local, ctx)
+            out[name] = total
+        return out
 
     return run
 
@@ -180,6 +151,7 @@ CANDIDATES: dict[str, Callable[[Derivation, m.Explicit], Candidate]] = {
     "chain-rule expansion": expansion_candidate,
     "expanded closed form": expanded_candidate,
     "collected closed form (δ recurrence)": collected_candidate,
+    "generic step (any N)": generic_candidate,
 }
 
 
@@ -196,24 +168,37 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class FormCheck:
+    """A numeric form of the generated code against its definition."""
+
+    name: str
+    max_error: float
+    ok: bool
+
+
+@dataclass(frozen=True)
 class Proof:
-    config: m.Config
+    config: Config
     sizes: tuple[int, int, int]
     points: int
     comparisons: tuple[Comparison, ...]
+    forms: tuple[FormCheck, ...]
     seconds: float
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.comparisons)
+        return all(c.ok for c in self.comparisons) and all(f.ok for f in self.forms)
 
     def failures(self) -> list[Comparison]:
         return [c for c in self.comparisons if not c.ok]
 
     def raise_if_failed(self) -> None:
         if not self.ok:
-            bad = "; ".join(f"{c.candidate} ∂E/∂{c.weight}" for c in self.failures())
-            raise ProofError(f"{self.config.describe()} at sizes {self.sizes}: {bad} differ")
+            bad = [f"{c.candidate} ∂E/∂{c.weight}" for c in self.failures()]
+            bad += [f.name for f in self.forms if not f.ok]
+            raise ProofError(
+                f"{self.config.describe()} at sizes {self.sizes}: {'; '.join(bad)} differ"
+            )
 
     def lines(self) -> list[str]:
         """A human-readable report, one line per comparison."""
@@ -231,11 +216,17 @@ class Proof:
             )
             verdict = "equal" if c.ok else "NOT EQUAL"
             out.append(f"  ∂E/∂{c.weight}: {c.candidate}: {verdict} ({how})")
+        for f in self.forms:
+            verdict = "equal" if f.ok else "NOT EQUAL"
+            out.append(
+                f"  numeric form {f.name}: {verdict} to its definition (max rel. difference "
+                f"{f.max_error:.1e} at {FORM_POINTS} points up to ±1000, {DIGITS} digits)"
+            )
         out.append(f"  {'PROVEN' if self.ok else 'FAILED'} in {self.seconds:.1f} s")
         return out
 
 
-def is_polynomial(config: m.Config) -> bool:
+def is_polynomial(config: Config) -> bool:
     return config.activation_name == "identity" and config.output == "linear"
 
 
@@ -247,7 +238,8 @@ def prove(
     seed: int = 0,
     candidates: Sequence[str] | None = None,
 ) -> Proof:
-    """Compare the derivation's expansion and closed forms with the entry-wise ground truth."""
+    """Compare the derivation's expansion and closed forms with the entry-wise ground truth,
+    and the generated code's numeric forms with their definitions."""
     if isinstance(points, bool) or not isinstance(points, int) or points < 1:
         raise ValueError(f"points: expected an int ≥ 1, got {points!r}")
     names = list(CANDIDATES) if candidates is None else list(candidates)
@@ -256,10 +248,11 @@ def prove(
             raise ValueError(f"candidates: expected names from {list(CANDIDATES)}, got {name!r}")
     start = time.perf_counter()
     config = derivation.config
-    ex = m.explicit(config, sizes)
+    ex = m.explicit(derivation.statement, sizes)
     truth = ground_truth(ex)
     comparisons = _compare(derivation, ex, truth, names, points, seed, exact=is_polynomial(config))
-    return Proof(config, ex.sizes, points, tuple(comparisons), time.perf_counter() - start)
+    forms = tuple(check_form(f, config, seed) for f in derivation.statement.numeric_forms())
+    return Proof(config, ex.sizes, points, tuple(comparisons), forms, time.perf_counter() - start)
 
 
 def _compare(
@@ -274,7 +267,8 @@ def _compare(
 ) -> list[Comparison]:
     rng = random.Random(seed)
     inputs = ex.input_symbols
-    flat_truth = [e for w in m.WEIGHT_NAMES for e in truth[w]]
+    weights = list(truth)
+    flat_truth = [e for w in weights for e in truth[w]]
     truth_fn = (
         None
         if exact
@@ -295,17 +289,11 @@ def _compare(
                 binding = {k: v.xreplace(floats) for k, v in ex.values.items()}
             for cand_name, run in candidates.items():
                 got = run(binding)
-                flat_got = [e for w in m.WEIGHT_NAMES for e in got[w]]
+                flat_got = [e for w in weights for e in got[w]]
                 k = 0
-                for w in m.WEIGHT_NAMES:
+                for w in weights:
                     for _entry in truth[w]:
-                        if exact:
-                            a, b = sp.Rational(expected[k]), sp.Rational(flat_got[k])
-                            err = sp.Float(0) if a == b else sp.oo
-                        else:
-                            a = sp.Float(expected[k], DIGITS + 10)
-                            b = sp.N(flat_got[k], DIGITS + 10)
-                            err = abs(a - b) / max(sp.Float(1), abs(a))
+                        err = _error(expected[k], flat_got[k], exact)
                         if err > worst[(cand_name, w)] or not err.is_finite:
                             worst[(cand_name, w)] = err
                         k += 1
@@ -313,8 +301,45 @@ def _compare(
     return [
         Comparison(n, w, method, float(worst[(n, w)]), bool(worst[(n, w)] <= TOLERANCE))
         for n in names
-        for w in m.WEIGHT_NAMES
+        for w in weights
     ]
+
+
+def _error(expected: Any, got: Any, exact: bool) -> Any:
+    if exact:
+        return sp.Float(0) if sp.Rational(expected) == sp.Rational(got) else sp.oo
+    a = sp.Float(expected, DIGITS + 10)
+    b = sp.N(got, DIGITS + 10)
+    return abs(a - b) / max(sp.Float(1), abs(a))
+
+
+# A numeric form is compared at this many points of a row of FORM_SIZE entries: half of them of
+# moderate size, half scaled up to magnitude 1000 (where a naive exp overflows in float64).
+FORM_POINTS = 6
+FORM_SIZE = 4
+
+
+def check_form(form: NumericForm, config: Config, seed: int = 0) -> FormCheck:
+    """A numeric form against its definition at random points, at 50 digits."""
+    rng = random.Random(seed)
+    ctx = ops.Context(config.act, {form.argument.shape[1]: FORM_SIZE})
+    worst = sp.Float(0)
+    for k in range(FORM_POINTS):
+        scale = 1 if k < FORM_POINTS // 2 else 400
+        entries = [
+            sp.Float(sp.Rational(rng.randint(-12, 12) * scale, rng.randint(5, 9)), DIGITS + 10)
+            for _ in range(FORM_SIZE)
+        ]
+        row = sp.Matrix([entries])
+        binding = {form.argument: row}
+        with mpmath.workdps(DIGITS + 10):
+            got = ops.evaluate(form.numeric, binding, ctx)
+            want = ops.evaluate(form.definition, binding, ctx)
+            for a, b in zip(want, got, strict=True):
+                err = _error(sp.N(a, DIGITS + 10), b, exact=False)
+                if err > worst or not err.is_finite:
+                    worst = err
+    return FormCheck(form.name, float(worst), bool(worst <= TOLERANCE))
 
 
 def _heaviside(v: Any, h0: Any = 0.5) -> Any:

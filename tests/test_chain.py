@@ -1,15 +1,18 @@
-"""The chain-rule expansion: its shape (Eq. 36–47) and each factor against sympy's own Jacobian."""
+"""The chain-rule expansion: its shape (Eq. 36–47), the numerator layout, and each factor
+against sympy's own derivative of the relation it differentiates."""
 
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 import sympy as sp
+from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from derive import Config, chain, derive
+from derive import Config, chain, derive, ops
+from derive import activations as acts
 from derive import model as m
-from derive.verify import evaluate
 
 
 def test_lecture_expansion_shape() -> None:
@@ -32,6 +35,33 @@ def test_lecture_expansion_shape() -> None:
     ] == [("E_3", "y_3"), ("y_3", "W_y")]
 
 
+def test_factors_are_in_the_numerator_layout() -> None:
+    """∂E_3/∂ȳ_3 = −2(d̄_3 − ȳ_3) (a row), ∂ȳ_3/∂s̄_3 = W_yᵀ, ∂s̄_3/∂s̄_2 = diag(Φ'(z̄_3)) W_sᵀ."""
+    loss, output, state, _, weight = derive().expansions["W_s"].terms[2].factors
+    assert loss.jacobian == sp.MatMul(-2, m.d(3) - m.y(3))
+    assert output.jacobian == m.W_y.T
+    assert state.jacobian == sp.MatMul(DiagMatrix(acts.dphi(m.z(3)).T), m.W_s.T)
+    assert weight.jacobian is None  # three indices: only its pullback
+    u = chain.placeholder(m.n_s)
+    assert weight.pullback == sp.MatMul(m.s(0).T, sp.HadamardProduct(u, acts.dphi(m.z(1))))
+
+
+@pytest.mark.parametrize("output", ["linear", "softmax"])
+@pytest.mark.parametrize("loss_steps", ["last", "all"])
+def test_every_chain_rule_product_conforms(output: str, loss_steps: str) -> None:
+    """Read left to right, the Jacobians of every term multiply as matrices (1×n_y)(n_y×n_s)…,
+    and the last factor's pullback gives the weight's shape."""
+    d = derive(Config(steps=3, output=output, loss_steps=loss_steps))
+    for name, expansion in d.expansions.items():
+        for term in expansion.terms:
+            rows, cols = sp.Integer(1), sp.Integer(1)
+            for f in term.factors[:-1]:
+                assert f.jacobian.shape[0] == cols, (name, term.through, f)
+                cols = f.jacobian.shape[1]
+            assert (rows, cols) == (1, term.factors[-1].numerator.shape[1])
+            assert term.evaluate().shape == expansion.weight.shape
+
+
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_term_counts(n: int) -> None:
     last = derive(Config(steps=n))
@@ -43,12 +73,10 @@ def test_term_counts(n: int) -> None:
 
 def test_unknown_weight_is_rejected() -> None:
     with pytest.raises(ValueError, match="weight: expected one of"):
-        chain.paths(Config(), sp.MatrixSymbol("W_q", 2, 2))
+        chain.paths(m.statement(Config()), sp.MatrixSymbol("W_q", 2, 2))
 
 
 def _point(symbols: list[sp.Symbol], seed: int) -> dict[sp.Symbol, sp.Float]:
-    import random
-
     r = random.Random(seed)
     return {v: sp.Float(sp.Rational(r.randint(-9, 9), 7), 40) for v in symbols}
 
@@ -61,69 +89,36 @@ def _close(a: sp.Matrix, b: sp.Matrix) -> bool:
     ("activation", "output"), list(itertools.product(["tanh", "sigmoid"], ["linear", "softmax"]))
 )
 def test_each_factor_is_the_derivative_it_names(activation: str, output: str) -> None:
-    """Every factor's evaluated form against sympy.diff of the one relation it differentiates."""
+    """Every distinct factor of the expansions at N = 2: its numerator written out with the
+    denominator as free symbols (everything else held fixed, the immediate partial), then its
+    Jacobian against sympy.diff, J[a, b] = ∂num_a/∂den_b, and its pullback against
+    Σ_a U_a ∂num_a."""
     config = Config(steps=2, activation=activation, output=output, scale="1/2")
-    act, sizes = config.act, (2, 3, 2)
-    dims = dict(zip((m.n_x, m.n_s, m.n_y), sizes, strict=True))
-    ex = m.explicit(config, sizes)
-    prev = m.symbol_matrix("prev", 1, 3)  # the factor's denominator, held as free symbols
-    v = dict(ex.values)
-
-    def check(f: chain.Factor, num: sp.Matrix, den: sp.Matrix, binding: dict) -> None:
-        free = set().union(
-            num.free_symbols, den.free_symbols, *(b.free_symbols for b in binding.values())
-        )
-        pt = _point(sorted(free, key=str), 7)
-        bind = {k: val.xreplace(pt) for k, val in binding.items()}
-        if f.jacobian is not None:  # row layout J[a, b] = ∂num_b/∂den_a
-            truth = sp.Matrix(den.shape[1], num.shape[1], lambda a, b: sp.diff(num[b], den[a]))
-            assert _close(evaluate(f.jacobian, bind, act, dims), truth.xreplace(pt))
-        u = m.symbol_matrix("U", 1, num.shape[1])
-        vjp = sp.Matrix(
-            *den.shape,
-            lambda p, q: sum(u[b] * sp.diff(num[b], den[p, q]) for b in range(num.shape[1])),
-        )
+    stmt, sizes = m.statement(config), (2, 3, 2)
+    ex = m.explicit(stmt, sizes)
+    ctx = ops.Context(config.act, ex.dims)
+    graph = chain.Graph(stmt)
+    factors = {f for e in derive(config).expansions.values() for t in e.terms for f in t.factors}
+    assert {f.kind for f in factors} == set(chain.KINDS)
+    for f in sorted(factors, key=str):
+        num, den = f.numerator, f.denominator
+        free = m.symbol_matrix("free", *ex.values[den].shape)
+        binding = {**ex.values, den: free}
+        for hidden, definition in graph.hidden.items():  # z̄, ō read the free denominator too
+            binding[hidden] = ops.evaluate(definition, binding, ctx)
+        rhs = graph.definitions[num]
+        while rhs.atoms(sp.MatrixSymbol) & set(graph.hidden):
+            rhs = rhs.xreplace(graph.hidden)
+        value = ops.evaluate(rhs, binding, ctx)
+        binding[num] = value  # a Jacobian may be written in the numerator (softmax's ȳ)
+        pt = _point(sorted(set().union(*(v.free_symbols for v in binding.values())), key=str), 7)
+        bound = {k: v.xreplace(pt) for k, v in binding.items()}
+        n = value.shape[1]
+        if f.jacobian is not None:
+            truth = sp.Matrix([[sp.diff(value[a], v) for v in free] for a in range(n)])
+            assert _close(ops.evaluate(f.jacobian, bound, ctx), truth.xreplace(pt)), f
+        u = m.symbol_matrix("U", 1, n)
+        vjp = free.applyfunc(lambda v: sum(u[a] * sp.diff(value[a], v) for a in range(n)))  # noqa: B023
         upt = _point(list(u), 3)
-        got = evaluate(f.pullback, {**bind, f.placeholder: u.xreplace(upt)}, act, dims)
-        assert _close(got, vjp.xreplace(pt).xreplace(upt))
-
-    # ∂E_2/∂ȳ_2 with ȳ_2 free
-    e2 = sp.Matrix(
-        [
-            [
-                config.scale
-                * sum(
-                    (dv - pv) ** 2
-                    for dv, pv in zip(v[m.d(2)], m.symbol_matrix("prev", 1, 2), strict=True)
-                )
-            ]
-        ]
-    )
-    check(
-        chain.loss_factor(config, 2),
-        e2,
-        m.symbol_matrix("prev", 1, 2),
-        {**v, m.y(2): m.symbol_matrix("prev", 1, 2)},
-    )
-    # ∂ȳ_2/∂s̄_2 with s̄_2 free, and its own pullback checked again through ∂ȳ_2/∂W_y
-    check(
-        chain.output_weight_factor(config, 2),
-        (prev * v[m.W_y]) if output == "linear" else m.softmax_row(prev * v[m.W_y]),
-        v[m.W_y],
-        {
-            **v,
-            m.s(2): prev,
-            m.y(2): (prev * v[m.W_y]) if output == "linear" else m.softmax_row(prev * v[m.W_y]),
-        },
-    )
-    o2 = prev * v[m.W_y]
-    y2 = o2 if output == "linear" else m.softmax_row(o2)
-    check(chain.output_factor(config, 2), y2, prev, {**v, m.s(2): prev, m.y(2): y2})
-    # ∂s̄_2/∂s̄_1 with s̄_1 free
-    z2 = v[m.x(2)] * v[m.W_x] + prev * v[m.W_s]
-    s2 = z2.applyfunc(act.phi)
-    check(chain.state_factor(2), s2, prev, {**v, m.s(1): prev, m.z(2): z2})
-    # ∂s̄_2/∂W_s and ∂s̄_2/∂W_x, immediate: s̄_1 held fixed as free symbols
-    assert chain.state_weight_factor(2, m.W_s) in derive(config).expansions["W_s"].terms[0].factors
-    check(chain.state_weight_factor(2, m.W_s), s2, v[m.W_s], {**v, m.s(1): prev, m.z(2): z2})
-    check(chain.state_weight_factor(2, m.W_x), s2, v[m.W_x], {**v, m.s(1): prev, m.z(2): z2})
+        got = ops.evaluate(f.pullback, {**bound, f.placeholder: u.xreplace(upt)}, ctx)
+        assert _close(got, vjp.xreplace(pt).xreplace(upt)), f

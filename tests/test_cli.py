@@ -31,9 +31,15 @@ def test_check_proves_the_lecture_case() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for w in ("W_x", "W_s", "W_y"):
-        for cand in ("chain-rule expansion", "expanded closed form", "collected closed form"):
+        for cand in (
+            "chain-rule expansion",
+            "expanded closed form",
+            "collected closed form",
+            "generic step",
+        ):
             assert f"∂E/∂{w}: {cand}" in out
-    assert out.count(": equal (") == 9
+    assert out.count(": equal (") == 12
+    assert "numeric form tanh: the derivative from the output: equal" in out
     assert "NOT EQUAL" not in out and "PROVEN" in out
     assert "n_x=3, n_s=3, n_y=3" in out
 
@@ -60,8 +66,9 @@ def test_check_of_another_configuration(capsys: pytest.CaptureFixture[str]) -> N
 def test_summary_prints_the_terms(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    assert "∂E_3/∂y_3 · ∂y_3/∂s_3 · ∂s_3/∂s_2 · ∂s_2/∂s_1 · ∂s_1/∂W_s" in out
+    assert "∂E_3/∂ȳ_3 · ∂ȳ_3/∂s̄_3 · ∂s̄_3/∂s̄_2 · ∂s̄_2/∂s̄_1 · ∂s̄_1/∂W_s" in out
     assert "δ_1 = " in out
+    assert "δ_t = (δ_(t+1) · W_sᵀ) ⊙ Φ'(z̄_t)" in out  # the generic step, any N
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,12 @@ import sympy as sp
 from gradcheck import directional_error, gradient_errors, random_problem
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from derive import Config, codegen, generate
-from derive import model as m
+from derive import Config, generate, ops
+from derive import activations as acts
+from derive.codegen.plan import matrix_cse
 from derive.printing.numpy import BPTTNumPyPrinter
+
+TANH = acts.ACTIVATIONS["tanh"]
 
 n = sp.Symbol("n", integer=True, positive=True)
 A, B, C = (sp.MatrixSymbol(c, 1, n) for c in "ABC")
@@ -29,23 +32,30 @@ PRINTED = [
     (-(d - y), "y - d"),
     (d - y, "d - y"),
     (sp.hadamard_product(A, B * W), "(B @ W) * A"),
+    (sp.HadamardProduct(A, sp.HadamardPower(B, -1)), "A / B"),
+    (ops.RowMax(A), "np.max(A, axis=-1, keepdims=True)"),
+    (
+        ops.Softmax.stable(A),
+        "np.exp(A - np.max(A, axis=-1, keepdims=True)) / "
+        "np.sum(np.exp(A - np.max(A, axis=-1, keepdims=True)), axis=-1, keepdims=True)",
+    ),
     (sp.hadamard_product(A, B) * W, "(A * B) @ W"),
     (sp.Transpose(A * W), "(A @ W).T"),
     (sp.HadamardPower(A - B, 2), "(A - B) ** 2"),
-    (m.phi(z), "np.tanh(z)"),
-    (m.phi(A * W + B), "np.tanh(A @ W + B)"),
-    (m.dphi(z), "1 - np.tanh(z)**2"),
-    (sp.hadamard_product(m.dphi(z), u * W.T), "(u @ W.T) * (1 - np.tanh(z)**2)"),
+    (acts.phi(z), "np.tanh(z)"),
+    (acts.phi(A * W + B), "np.tanh(A @ W + B)"),
+    (acts.dphi(z), "1 - np.tanh(z)**2"),
+    (sp.hadamard_product(acts.dphi(z), u * W.T), "(u @ W.T) * (1 - np.tanh(z)**2)"),
     (u * y.T * y, "np.sum(u * y, axis=-1, keepdims=True) * y"),
     (sp.MatMul(2, u, y.T), "2 * np.sum(u * y, axis=-1, keepdims=True)"),
     (sp.Trace(A * A.T), "np.vdot(A, A)"),
-    (m.Softmax(A * W), "_softmax(A @ W)"),
+    (ops.Softmax(A * W), "_softmax(A @ W)"),
 ]
 
 
 @pytest.mark.parametrize(("expr", "text"), PRINTED, ids=[t for _, t in PRINTED])
 def test_numpy_printer(expr: sp.MatrixExpr, text: str) -> None:
-    assert BPTTNumPyPrinter(m.ACTIVATIONS["tanh"]).doprint(expr) == text
+    assert BPTTNumPyPrinter(TANH).doprint(expr) == text
 
 
 INPLACE = [
@@ -56,7 +66,7 @@ INPLACE = [
     (A * W + B, ["np.dot(A, W, out=o)", "o += B"]),
     (d - y, ["np.subtract(d, y, out=o)"]),
     (sp.hadamard_product(A, B * W), ["np.dot(B, W, out=o)", "o *= A"]),
-    (m.phi(z), ["np.tanh(z, out=o)"]),
+    (acts.phi(z), ["np.tanh(z, out=o)"]),
     (A * W * W.T, ["o[...] = A @ W @ W.T"]),
 ]
 
@@ -64,7 +74,7 @@ INPLACE = [
 @pytest.mark.parametrize(("expr", "lines"), INPLACE, ids=[" | ".join(t) for _, t in INPLACE])
 def test_numpy_printer_in_place(expr: sp.MatrixExpr, lines: list[str]) -> None:
     """Statements writing into the existing array o: no temporaries where NumPy allows it."""
-    assert BPTTNumPyPrinter(m.ACTIVATIONS["tanh"]).inplace("o", expr) == lines
+    assert BPTTNumPyPrinter(TANH).inplace("o", expr) == lines
 
 
 @pytest.mark.parametrize(
@@ -76,14 +86,14 @@ def test_numpy_printer_in_place(expr: sp.MatrixExpr, lines: list[str]) -> None:
     ],
 )
 def test_activations_print(activation: str, phi_text: str, dphi_text: str | None) -> None:
-    printer = BPTTNumPyPrinter(m.ACTIVATIONS[activation])
-    assert printer.doprint(m.phi(z)).replace(" ", "") == phi_text.replace(" ", "")
+    printer = BPTTNumPyPrinter(acts.ACTIVATIONS[activation])
+    assert printer.doprint(acts.phi(z)).replace(" ", "") == phi_text.replace(" ", "")
     if dphi_text is not None:
-        assert printer.doprint(m.dphi(z)) == dphi_text
+        assert printer.doprint(acts.dphi(z)) == dphi_text
 
 
 def test_sigmoid_code_form_is_the_sigmoid() -> None:
-    act = m.ACTIVATIONS["sigmoid"]
+    act = acts.ACTIVATIONS["sigmoid"]
     assert act.stable_phi is not None
     v = sp.Symbol("v")
     assert sp.simplify((act.stable_phi(v) - act.phi(v)).rewrite(sp.exp)) == 0
@@ -95,14 +105,14 @@ def test_printer_refuses_what_it_cannot_print(node: sp.MatrixExpr) -> None:
     with pytest.raises(
         (TypeError, NotImplementedError, sp.printing.codeprinter.PrintMethodNotImplementedError)
     ):
-        BPTTNumPyPrinter(m.ACTIVATIONS["tanh"]).doprint(node)
+        BPTTNumPyPrinter(TANH).doprint(node)
 
 
 def test_matrix_cse_names_and_shares() -> None:
-    shared = sp.hadamard_product(m.dphi(z), u * W.T)
+    shared = sp.hadamard_product(acts.dphi(z), u * W.T)
     e1 = A.T * shared
     e2 = B.T * shared
-    defs, reduced = codegen.matrix_cse([e1, e2])
+    defs, reduced = matrix_cse([e1, e2])
     assert [name for name, _ in defs] == ["_t0"]
     assert defs[0][1] == shared
     t0 = sp.MatrixSymbol("_t0", 1, n)
@@ -131,7 +141,7 @@ def test_lecture_module_shows_the_three_terms() -> None:
     body = source.split("def _gradients", 1)[1].split("\n# ---", 1)[0]
     assert "for " not in body  # straight-line: no loop over time
     # each shared factor is computed once
-    assert body.count("_t1 = ") == 1 and body.count("s_2.T @ _t1") == 1
+    assert body.count("_t0 = ") == 1 and body.count("s_2.T @ _t0") == 1
 
 
 def _load(tmp_path: Path, name: str, source: str) -> ModuleType:

@@ -97,7 +97,7 @@ def test_bptt_property_random_shapes(
 def test_bptt_e3_equals_the_derivations_ground_truth() -> None:
     """bptt_e3 against sympy.diff of the explicit E_3 at sizes (2, 3, 2), evaluated in float64."""
     sizes = (2, 3, 2)
-    ex = m.explicit(Config(), sizes)
+    ex = m.explicit(m.statement(Config()), sizes)
     truth = ground_truth(ex)
     inputs = ex.input_symbols
     fn = sp.lambdify(inputs, [truth[w] for w in m.WEIGHT_NAMES], modules="numpy", cse=True)

@@ -28,7 +28,7 @@ def test_interface(mod: Any) -> None:
     assert g._fields == ("loss", "W_x", "W_s", "W_y")
     assert (g.W_x.shape, g.W_s.shape, g.W_y.shape) == ((2, 3), (3, 3), (3, 4))
     assert isinstance(g.loss, float) and g.loss == mod.loss(x, d, W_x, W_s, W_y, s0)
-    assert set(mod.CONFIG) >= {"steps", "activation", "output", "scale", "loss_steps"}
+    assert set(mod.CONFIG) >= {"steps", "activation", "output", "scale", "loss_steps", "backend"}
     xu, _, *w, s0u = _problem(batch=None)
     s, y = mod.forward(xu, *w, s0u)
     assert s.shape == (3, 3) and y.shape == (3, 4)
@@ -41,6 +41,7 @@ def test_configs() -> None:
         "output": "linear",
         "scale": 1.0,
         "loss_steps": "last",
+        "backend": "numpy",
     }
     assert bptt.CONFIG == {
         "steps": None,
@@ -48,6 +49,7 @@ def test_configs() -> None:
         "output": "linear",
         "scale": 1.0,
         "loss_steps": "all",
+        "backend": "numpy",
     }
 
 
@@ -239,3 +241,14 @@ def test_huge_finite_values_are_not_taken_for_infinities(mod: Any) -> None:
         mod.forward(np.full_like(x, 1e200), W_x, W_s, W_y, s0)
     with pytest.raises(ValueError, match="x: expected finite values"):
         mod.forward(np.where(np.eye(3, 2) > 0, np.inf, 1e200), W_x, W_s, W_y, s0)
+
+
+@MODULES
+def test_d_none_is_refused(mod: Any) -> None:
+    """loss() and gradients() need the desired outputs: None is not "no targets"."""
+    x, _, W_x, W_s, W_y, s0 = _problem(batch=2)
+    for fn in (mod.loss, mod.gradients):
+        with pytest.raises(TypeError, match=r"^d: expected the desired outputs.*got None$"):
+            fn(x, None, W_x, W_s, W_y, s0)
+    s, _ = mod.forward(x, W_x, W_s, W_y, s0)  # forward() takes no d
+    assert s.shape == (3, 2, 3)

@@ -8,7 +8,8 @@ import pytest
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from derive import Config, derive
+from derive import Config, derive, ops
+from derive import activations as acts
 from derive import model as m
 from derive.errors import GenerationError
 from derive.printing.latex import (
@@ -35,7 +36,7 @@ class _Unknown(sp.MatrixExpr):
     shape = (m.n_s, m.n_s)
 
 
-S_PREV = sp.MatrixSymbol("s_prev_t", 1, m.n_s)
+S_PREV = m.s(m.t - 1)
 i, N = sp.symbols("i N", integer=True, positive=True)
 
 
@@ -62,10 +63,10 @@ i, N = sp.symbols("i N", integer=True, positive=True)
         (m.W_s.T, r"W_s^{\top}"),
         (m.s(2).T, r"\bar{s}_{2}^{\top}"),
         (sp.hadamard_product(m.s(1), m.s(2)), r"\bar{s}_{1} \odot \bar{s}_{2}"),
-        (m.phi(m.z(3)), r"\Phi(\bar{z}_{3})"),
-        (m.dphi(m.z(3)), r"\Phi'(\bar{z}_{3})"),
-        (m.Softmax(m.o(3)), r"\operatorname{softmax}(\bar{o}_{3})"),
-        (sp.DiagMatrix(m.dphi(m.z(3)).T), r"\operatorname{diag}(\Phi'(\bar{z}_{3}))"),
+        (acts.phi(m.z(3)), r"\Phi(\bar{z}_{3})"),
+        (acts.dphi(m.z(3)), r"\Phi'(\bar{z}_{3})"),
+        (ops.Softmax(m.o(3)), r"\operatorname{softmax}(\bar{o}_{3})"),
+        (sp.DiagMatrix(acts.dphi(m.z(3)).T), r"\operatorname{diag}(\Phi'(\bar{z}_{3}))"),
         (sp.Identity(m.n_y), r"I_{n_{y}}"),
         (sp.ZeroMatrix(1, m.n_s), "0"),
         (sp.HadamardPower(m.d(3) - m.y(3), 2), r"(\bar{d}_{3} - \bar{y}_{3})^{2}"),
@@ -88,7 +89,9 @@ i, N = sp.symbols("i N", integer=True, positive=True)
         ),
         # parentheses sized by how many pairs they enclose
         (
-            sp.HadamardProduct(m.dphi(m.z(3)), sp.MatMul(sp.MatMul(-2, m.d(3) - m.y(3)), m.W_y.T)),
+            sp.HadamardProduct(
+                acts.dphi(m.z(3)), sp.MatMul(sp.MatMul(-2, m.d(3) - m.y(3)), m.W_y.T)
+            ),
             r"\Phi'(\bar{z}_{3}) \odot \bigl(-2 (\bar{d}_{3} - \bar{y}_{3}) W_y^{\top}\bigr)",
         ),
         # the chain rule the lecture's way
@@ -126,8 +129,10 @@ def test_factors_terms_expansions_and_definitions_print_from_the_derivation() ->
         r"\,\frac{\partial \bar{s}_{3}}{\partial \bar{s}_{2}} "
         r"\,\frac{\partial \bar{s}_{2}}{\partial W_s}"
     )
-    assert latex(term.factors[2].jacobian) == r"W_s \operatorname{diag}(\Phi'(\bar{z}_{3}))"
-    assert latex(term.factors[2].pullback) == r"(\Phi'(\bar{z}_{3}) \odot U) W_s^{\top}"
+    # the numerator layout: ∂s̄_3/∂s̄_2 = diag(Φ'(z̄_3)) W_sᵀ, and U ↦ U J
+    assert latex(term.factors[1].jacobian) == r"W_y^{\top}"
+    assert latex(term.factors[2].jacobian) == r"\operatorname{diag}(\Phi'(\bar{z}_{3})) W_s^{\top}"
+    assert latex(term.factors[2].pullback) == r"(U \odot \Phi'(\bar{z}_{3})) W_s^{\top}"
     assert latex(d.expansions["W_s"]).count(" + ") == 2
     assert (
         latex(d.closed.recurrence[1]) == r"\delta_{3} = (g_{3} W_y^{\top}) \odot \Phi'(\bar{z}_{3})"

@@ -18,11 +18,14 @@ import pytest
 import sympy as sp
 from conftest import ROOT
 
-from derive import derive, labels, notes, notes_pdf
+from derive import check, derive, generate, labels, notes, notes_pdf, prove
 from derive import model as m
 from derive.errors import GenerationError
+from derive.notes import code_map, verification
+from derive.notes.common import general_form
 from derive.printing.latex import WIDTH, latex, width
 from derive.render import render
+from derive.verify import Proof
 
 NOTES = ROOT / "generated" / "notes"
 TEX, MD = NOTES / "bptt.tex", NOTES / "bptt.md"
@@ -41,6 +44,24 @@ def _require(ok: bool, reason: str) -> None:
 
 def _modules() -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted((ROOT / "generated").glob("*.py"))}
+
+
+@pytest.fixture(scope="module")
+def proofs() -> tuple[Proof, ...]:
+    """The two proofs the notes report (a few seconds each), made once for these tests."""
+    return tuple(
+        prove(derive(c), generate.PROOF_SIZES, points=1) for c in (generate.LECTURE, generate.TOTAL)
+    )
+
+
+def _input(proofs: tuple[Proof, ...], modules: dict[str, str]) -> notes.NotesInput:
+    return notes.NotesInput(
+        derive(generate.LECTURE),
+        derive(generate.TOTAL),
+        proofs,
+        check.gradient_checks(modules),
+        modules,
+    )
 
 
 # A hand-written stand-in for a generated module: the same interface, a few label comments.
@@ -130,7 +151,7 @@ def test_sections_in_the_issues_order() -> None:
 @pytest.mark.parametrize("path", [TEX, MD], ids=["tex", "md"])
 def test_every_label_is_an_equation_tag_exactly_once(path: Path) -> None:
     text = path.read_text()
-    assert notes.tags_in(text) == ALL_LABELS
+    assert code_map.tags_in(text) == ALL_LABELS
     for label in ALL_LABELS:
         assert text.count(rf"\tag{{{labels.tag(label)}}}") == 1, label
 
@@ -154,8 +175,8 @@ def test_derived_formulas_come_from_the_printer() -> None:
     for line in d.closed.recurrence:
         assert latex(line.expression) in tex
         assert latex(line.expression) in md
-    for label, symbol, _ in d.forward:
-        assert latex(symbol) in tex, label
+    for eq in d.forward:
+        assert latex(eq.target) in tex, eq.label
 
 
 def test_the_templates_type_no_notation() -> None:
@@ -178,21 +199,16 @@ def test_long_rows_are_broken_to_fit() -> None:
             assert width(line) <= WIDTH + 6, line  # + the side-by-side factor tables' gap
 
 
-def test_rendering_is_deterministic() -> None:
-    lecture, total = derive(notes.LECTURE), derive(notes.TOTAL)
-    one = notes.build_context(lecture, total, {"fake.py": FAKE}, prove=False)
-    two = notes.build_context(
-        derive(notes.LECTURE), derive(notes.TOTAL), {"fake.py": FAKE}, prove=False
-    )
+def test_rendering_is_deterministic(proofs: tuple[Proof, ...]) -> None:
+    one = notes.build_context(_input(proofs, {"fake.py": FAKE}))
+    two = notes.build_context(_input(proofs, {"fake.py": FAKE}))
     assert one == two
     for template in ("notes.tex.jinja", "notes.md.jinja"):
         assert render(template, one) == render(template, two)
 
 
-def test_notes_of_a_fake_module_show_its_checks_and_code() -> None:
-    context = notes.build_context(
-        derive(notes.LECTURE), derive(notes.TOTAL), {"fake.py": FAKE}, prove=False
-    )
+def test_notes_of_a_fake_module_show_its_checks_and_code(proofs: tuple[Proof, ...]) -> None:
+    context = notes.build_context(_input(proofs, {"fake.py": FAKE}))
     tex = render("notes.tex.jinja", context)
     md = render("notes.md.jinja", context)
     assert r"\texttt{generated/fake.py} & 3 & none &" in tex
@@ -204,8 +220,8 @@ def test_notes_of_a_fake_module_show_its_checks_and_code() -> None:
 # --- the figure -------------------------------------------------------------------------------
 
 
-def test_the_figure_is_the_derivations_dependency_graph() -> None:
-    context = notes.build_context(derive(), derive(notes.TOTAL), {}, prove=False)
+def test_the_figure_is_the_derivations_dependency_graph(proofs: tuple[Proof, ...]) -> None:
+    context = notes.build_context(_input(proofs, {}))
     assert [n.id for n in context.nodes] == [
         "x1", "x2", "x3", "s0", "s1", "s2", "s3", "y3", "E3", "d3",
     ]  # fmt: skip
@@ -227,15 +243,15 @@ def test_the_figure_is_the_derivations_dependency_graph() -> None:
 
 
 def test_a_general_form_must_reproduce_every_term() -> None:
-    i, N = notes.i, notes.N
+    i, N = m.i, m.N
     terms = [m.s(k - 1).T * m.delta(k) for k in (1, 2, 3)]
-    good = notes._step_symbol("s", i - 1).T * notes._step_symbol("delta", i)
-    assert notes._check(terms, good, [{i: k} for k in (1, 2, 3)]) == good
-    wrong = notes._step_symbol("s", i).T * notes._step_symbol("delta", i)
+    good = m.s(i - 1).T * m.delta(i)
+    assert general_form(terms, good, [{i: k} for k in (1, 2, 3)]) == good
+    wrong = m.s(i).T * m.delta(i)
     with pytest.raises(GenerationError, match="does not give"):
-        notes._check(terms, wrong, [{i: k} for k in (1, 2, 3)])
-    assert notes._instantiate(notes._step_symbol("E", N), {N: 3}) == m.E(3)
-    assert notes._renumber(m.s(2) * m.W_s, {2: i + 1}).args[0].name == "s_i + 1"
+        general_form(terms, wrong, [{i: k} for k in (1, 2, 3)])
+    assert m.instantiate(m.E(N), {N: 3}) == m.E(3)
+    assert m.renumber(m.s(2) * m.W_s, {2: i + 1}).args[0].name == "s_i + 1"
     assert latex(sp.Sum(good, (i, 1, N))) == r"\sum_{i=1}^{N} \bar{s}_{i-1}^{\top} \delta_{i}"
 
 
@@ -251,29 +267,29 @@ def test_labels_in_code_and_notes_agree(path: Path) -> None:
         labels.OUTPUT,
         labels.LOSS,
     }
-    assert notes.label_mismatch(modules, path.read_text()) == []
+    assert code_map.label_mismatch(modules, path.read_text()) == []
 
 
 def test_the_label_check_can_fail() -> None:
     modules, tex = _modules(), TEX.read_text()
-    assert notes.label_mismatch(modules, tex.replace(r"\tag{39}", "")) == [
+    assert code_map.label_mismatch(modules, tex.replace(r"\tag{39}", "")) == [
         "Eq. 39 is cited in the code but not defined in the notes"
     ]
     without_r4 = {k: re.sub(r"^\s*# R4:.*\n", "", v, flags=re.M) for k, v in modules.items()}
-    assert notes.label_mismatch(without_r4, tex) == [
+    assert code_map.label_mismatch(without_r4, tex) == [
         "R4 is defined in the notes but cited in no generated module"
     ]
     extra = {
         **modules,
         "extra.py": "def f():\n    # Eq. 48: not in the lecture's table\n    pass\n",
     }
-    assert notes.label_mismatch(extra, tex) == [
+    assert code_map.label_mismatch(extra, tex) == [
         "Eq. 48 is cited in the code but not defined in the notes"
     ]
 
 
 def test_code_spans_find_function_and_lines() -> None:
-    spans = notes.code_spans(FAKE)
+    spans = code_map.code_spans(FAKE)
     lines = FAKE.splitlines()
 
     def at(label: str) -> list[tuple[str, list[str]]]:
@@ -314,25 +330,25 @@ def test_section_8_links_each_label_to_its_lines() -> None:
     ],
 )
 def test_errors_are_reported_as_a_power_of_ten(error: float, bound: str) -> None:
-    assert notes.power_of_ten_bound(error) == bound
+    assert verification.power_of_ten_bound(error) == bound
 
 
 def test_the_gradient_check_passes_a_right_module_reproducibly() -> None:
-    rows = notes._check_rows({"fake.py": FAKE})
+    rows = verification.check_table(check.gradient_checks({"fake.py": FAKE})).rows
     assert [(r.module, r.steps, r.batch) for r in rows] == [
         ("generated/fake.py", "3", "none"),
         ("generated/fake.py", "3", "4"),
     ]
-    assert rows == notes._check_rows({"fake.py": FAKE})
+    assert check.gradient_checks({"fake.py": FAKE}) == check.gradient_checks({"fake.py": FAKE})
 
 
 def test_the_gradient_check_rejects_a_wrong_gradient() -> None:
-    module = notes.load_module("wrong", WRONG)
-    errors = notes.relative_errors(module, 3, None)
+    module = check.load_module("wrong", WRONG)
+    errors = check.relative_errors(module, 3, None)
     assert errors[1] > 1e-3 and errors[0] > 1e-3  # W_x, W_s wrong; W_y right
-    assert errors[2] < notes.CHECK_LIMIT
+    assert errors[2] < check.CHECK_LIMIT
     with pytest.raises(GenerationError, match=r"gradient check of generated/wrong.py failed"):
-        notes._check_rows({"wrong.py": WRONG})
+        check.gradient_checks({"wrong.py": WRONG})
 
 
 def test_the_committed_table_checks_both_modules() -> None:

@@ -1,41 +1,58 @@
-"""Stage 5→6: from closed forms to the printed statements of a NumPy gradient module.
+"""Stage 5→6: from a derivation to the source of a gradient module, through a plan and a backend.
 
-Contract: :func:`module_source` turns a configuration into the formatted source of a module with
-the interface ``forward``, ``loss``, ``gradients``, ``Gradients``, ``CONFIG`` (see the templates),
-in one of two forms: straight-line for exactly N steps (:mod:`derive.codegen.straight`) or a loop
-for any T (:mod:`derive.codegen.loop`).
-
-Every expression is printed by :class:`~derive.printing.numpy.BPTTNumPyPrinter` from the
-derivation; the decisions about *which* expression goes where (hoisting, the stacked sums,
-Φ' written through s̄_t, in-place writes) are made in Python, and the templates only arrange
-the lines. Arrays in generated code are row-stacked: a step's rows are the batch, so the
-lecture's row-vector formulas apply to a whole batch unchanged.
+Contract: :func:`module_source` takes a :class:`~derive.derivation.Derivation` (it never derives
+anything itself), builds a backend-neutral plan of statements, straight-line for exactly N steps
+(:mod:`~derive.codegen.plan_straight`) or a loop for any T (:mod:`~derive.codegen.plan_loop`),
+and hands it to a :class:`Backend`, which chooses the printer, the templates and how arrays are
+stored, and returns the formatted source. The module's interface (``forward``, ``loss``,
+``gradients``, ``Gradients``, ``CONFIG``) is the templates'. The NumPy backend is the first.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from derive import model as m
-from derive.codegen import loop as loop_form
-from derive.codegen import straight
-from derive.codegen.common import dphi_through_states, matrix_cse, rename
-from derive.derivation import derive
+from derive.codegen import numpy_loop, numpy_straight, plan_loop, plan_straight
+from derive.codegen.describe import model_text
+from derive.config import Config
+from derive.derivation import Derivation
 from derive.printing.numpy import BPTTNumPyPrinter
 from derive.render import format_python, render
 
-__all__ = [
-    "dphi_through_states",
-    "matrix_cse",
-    "module_name",
-    "module_source",
-    "package_init",
-    "rename",
-]
+__all__ = ["BACKENDS", "Backend", "module_name", "module_source", "package_init"]
 
 
-def module_name(config: m.Config, *, loop: bool) -> str:
+@dataclass(frozen=True)
+class Backend:
+    """A target language: how a plan becomes the text of a module."""
+
+    name: str
+
+    def source(self, d: Derivation, *, loop: bool, name: str) -> str:
+        raise NotImplementedError
+
+
+class NumPyBackend(Backend):
+    """NumPy modules: the reference backend, importing NumPy and the standard library only."""
+
+    def source(self, d: Derivation, *, loop: bool, name: str) -> str:
+        printer = BPTTNumPyPrinter(d.config.act)
+        text = model_text(d)
+        ctx: Any
+        if loop:
+            ctx = numpy_loop.context(d, plan_loop.plan(d), text, printer, name)
+        else:
+            ctx = numpy_straight.context(d, plan_straight.plan(d), text, printer, name)
+        return format_python(render(ctx.template, ctx), f"{name}.py")
+
+
+BACKENDS: dict[str, Backend] = {"numpy": NumPyBackend("numpy")}
+
+
+def module_name(config: Config, *, loop: bool) -> str:
     """A file name for a configuration: ``bptt_<activation>_<output>_<loss>_c<c>_T<steps>``."""
     act = re.sub(r"\W+", "", config.activation_name.lower())[:24] or "user"
     scale = str(config.scale).replace("/", "over")
@@ -48,24 +65,8 @@ def package_init(module_files: Sequence[str]) -> str:
     return format_python(render("__init__.py.jinja", {"modules": mods}), "__init__.py")
 
 
-def module_source(config: m.Config, *, loop: bool, name: str) -> str:
-    """The formatted source of one gradient module for ``config``."""
-    printer = BPTTNumPyPrinter(config.act)
-    if loop:
-        # printed from a 3-step derivation: its step 3 is the last step, step 2 a middle one
-        ctx: straight.StraightContext | loop_form.LoopContext = loop_form.context(
-            derive(_with_steps(config, 3)), printer, name
-        )
-    else:
-        ctx = straight.context(derive(config), printer, name)
-    return format_python(render(ctx.template, ctx), f"{name}.py")
-
-
-def _with_steps(config: m.Config, steps: int) -> m.Config:
-    return m.Config(
-        steps=steps,
-        activation=config.activation,
-        output=config.output,
-        scale=config.scale,
-        loss_steps=config.loss_steps,
-    )
+def module_source(derivation: Derivation, *, loop: bool, name: str, backend: str = "numpy") -> str:
+    """The formatted source of one gradient module for ``derivation``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {sorted(BACKENDS)}, got {backend!r}")
+    return BACKENDS[backend].source(derivation, loop=loop, name=name)

@@ -1,4 +1,4 @@
-"""Stage 6 (notes, Section 8): where each equation label is implemented in the generated code.
+"""Stage 7 (notes, Section 8): where each equation label is implemented in the generated code.
 
 Contract: :func:`code_spans` finds, in a generated module's source, the lines each label comment
 heads (label → function and line range); :func:`_module_code` prints them as a table with links
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from derive import labels
-from derive.notes.common import _tex_text
+from derive.notes.common import tex_text
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _label_key(label: str) -> tuple[int, int]:
     return (0, number) if label.startswith("Eq.") else (1, number)
 
 
-def _module_code(path: str, source: str) -> ModuleCode:
+def module_code(path: str, source: str) -> ModuleCode:
     summary = (ast.get_docstring(ast.parse(source)) or "").splitlines()[0]
     rows = []
     for label, found in sorted(code_spans(source).items(), key=lambda kv: _label_key(kv[0])):
@@ -121,12 +121,10 @@ def _module_code(path: str, source: str) -> ModuleCode:
                     f"../{path}#L{a}-L{b}" if a != b else f"../{path}#L{a}",
                 )
             )
-        spans = tuple(Span(fn, _tex_text(fn), tuple(lines)) for fn, lines in by_function.items())
+        spans = tuple(Span(fn, tex_text(fn), tuple(lines)) for fn, lines in by_function.items())
         rows.append(CodeRow(label, f"({labels.tag(label)})", spans))
     where = f"generated/{path}"
-    return ModuleCode(
-        where, _tex_text(where), f"../{path}", summary, _tex_text(summary), tuple(rows)
-    )
+    return ModuleCode(where, tex_text(where), f"../{path}", summary, tex_text(summary), tuple(rows))
 
 
 def tags_in(notes: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""Stage 6 (notes, Section 2): the unfolded graph, drawn by TikZ and by Mermaid.
+"""Stage 7 (notes, Section 2): the unfolded graph, drawn by TikZ and by Mermaid.
 
 Contract: :func:`_figure` turns a derivation into vertices (with their place in the picture, in
 cm) and edges, both already printed: an edge for every dependency that some factor of some
@@ -45,7 +45,7 @@ _STEP = 2.4  # cm between time steps in the figure
 _STYLES = {"x": "given", "d": "given", "s": "state", "y": "output", "E": "loss"}
 
 
-def _figure(d: Derivation) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+def figure(d: Derivation) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
     """The unfolded model as the chain rule walks it: every factor of every term is an edge."""
     edges: dict[tuple[sp.MatrixSymbol, sp.MatrixSymbol], sp.MatrixSymbol | None] = {}
     for expansion in d.expansions.values():

@@ -1,8 +1,8 @@
-"""Stage 6 (notes, Section 6): N steps back, the δ recurrence and the total loss.
+"""Stage 7 (notes, Section 6): N steps back, the δ recurrence and the total loss.
 
 Contract: the general forms Eq. 37, 42, 47 and R1–R5 as printed displays, each found by renaming
 the step numbers of a concrete derivation's own terms (the lecture's E_3 and the total loss
-Σ_t E_t at N = 3, and N = 4 for ∂ȳ_N/∂s̄_i) and checked with :func:`~derive.notes.common._check`
+Σ_t E_t at N = 3) and checked with :func:`~derive.notes.common.general_form`
 to reproduce every concrete term it stands for; anything else raises
 :class:`~derive.errors.GenerationError`.
 """
@@ -16,9 +16,9 @@ import sympy as sp
 from derive import labels
 from derive import model as m
 from derive.chain import Term
-from derive.derivation import Derivation, derive
+from derive.derivation import Derivation
 from derive.errors import GenerationError
-from derive.notes.common import Display, N, _check, _renumber, _step_symbol, _tagged, i, t
+from derive.notes.common import Display, N, general_form, i, t, tagged
 from derive.printing.latex import Chain, Dots, Note, Partial, Row, aligned
 
 
@@ -36,45 +36,47 @@ def _collapse(term: Term) -> Chain:
     )
 
 
-def _general(d: Derivation) -> tuple[Display, ...]:
+def general(d: Derivation) -> tuple[Display, ...]:
     """Eq. 37, 42, 47: the lecture's terms for E_3 with 3 written N and the path's state i."""
     out = []
     w_y = _collapse(d.expansions["W_y"].terms[0])
-    pattern = _check([w_y], _renumber(w_y, {3: N}), [{N: 3}])
-    out.append(_tagged(labels.W_Y_GENERAL, Partial(_step_symbol("E", N), m.W_y), pattern))
+    pattern = general_form([w_y], m.renumber(w_y, {3: N}), [{N: 3}])
+    out.append(tagged(labels.W_Y_GENERAL, Partial(m.at("E", N), m.W_y), pattern))
     for weight, label in (("W_s", labels.W_S_GENERAL), ("W_x", labels.W_X_GENERAL)):
         terms = d.expansions[weight].terms
         chains = [_collapse(term) for term in terms]
         through_2 = chains[[term.through for term in terms].index(2)]
-        pattern = _check(
+        pattern = general_form(
             chains,
-            _renumber(through_2, {3: N, 2: i}),
+            m.renumber(through_2, {3: N, 2: i}),
             [{N: 3, i: term.through} for term in terms],
         )
-        lhs = Partial(_step_symbol("E", N), d.expansions[weight].weight)
-        out.append(_tagged(label, lhs, sp.Sum(pattern, (i, 1, N))))
+        lhs = Partial(m.at("E", N), d.expansions[weight].weight)
+        out.append(tagged(label, lhs, sp.Sum(pattern, (i, 1, N))))
     return tuple(out)
 
 
-def _chain_n() -> Display:
-    """∂ȳ_N/∂s̄_i of Eq. 42 and 47 written out: the path through s̄_1 of N = 4, renamed."""
-    d4 = derive(m.Config(steps=4))
-    term = next(term for term in d4.expansions["W_s"].terms if term.through == 1)
-    links = term.factors[1:-1]  # ∂ȳ_4/∂s̄_4, ∂s̄_4/∂s̄_3, ∂s̄_3/∂s̄_2, ∂s̄_2/∂s̄_1
-    steps = {4: N, 3: N - 1, 2: i + 1, 1: i}
-    first, second, *_, last = (_renumber(Partial(f.numerator, f.denominator), steps) for f in links)
-    lhs = _renumber(Partial(links[0].numerator, links[-1].denominator), steps)
+def chain_n(d: Derivation) -> Display:
+    """∂ȳ_N/∂s̄_i of Eq. 42 and 47 written out, from the lecture's path through s̄_1: its
+    output factor at N, its first step back from N, and its last step back, to i."""
+    term = next(term for term in d.expansions["W_s"].terms if term.through == 1)
+    output, *back = term.factors[1:-1]  # ∂ȳ_3/∂s̄_3, ∂s̄_3/∂s̄_2, ∂s̄_2/∂s̄_1
+    n = d.config.steps
+    first = m.renumber(Partial(output.numerator, output.denominator), {n: N})
+    second = m.renumber(Partial(back[0].numerator, back[0].denominator), {n: N, n - 1: N - 1})
+    last = m.renumber(Partial(back[-1].numerator, back[-1].denominator), {2: i + 1, 1: i})
+    lhs = Partial(m.at("y", N), m.at("s", i))
     return Display(aligned([Row.of(lhs, Chain(first, second, Dots(), last))]), "")
 
 
-def _output_gradient(total: Derivation) -> Display:
+def output_gradient(total: Derivation) -> Display:
     """R1: g_t, from the total loss's g_1, g_2, g_3 with the step written t."""
     lines = [line for line in total.closed.recurrence if str(line.target.name).startswith("g_")]
     pairs = [(line.target, line.expression) for line in lines]
     steps = [int(str(line.target.name).rpartition("_")[2]) for line in lines]
-    pattern = _check(
+    pattern = general_form(
         [sp.Tuple(*p) for p in pairs],
-        _renumber(sp.Tuple(*pairs[-1]), {steps[-1]: t}),
+        m.renumber(sp.Tuple(*pairs[-1]), {steps[-1]: t}),
         [{t: k} for k in steps],
     )
     return Display(
@@ -89,14 +91,14 @@ def _delta_lines(d: Derivation) -> tuple[Any, Any]:
         for line in d.closed.recurrence
         if str(line.target.name).startswith("delta_")
     }
-    last = _check([lines[3]], _renumber(lines[3], {3: N}), [{N: 3}])
-    step = _check(
-        [lines[2], lines[1]], _renumber(lines[2], {1: t - 1, 2: t, 3: t + 1}), [{t: 2}, {t: 1}]
+    last = general_form([lines[3]], m.renumber(lines[3], {3: N}), [{N: 3}])
+    step = general_form(
+        [lines[2], lines[1]], m.renumber(lines[2], {1: t - 1, 2: t, 3: t + 1}), [{t: 2}, {t: 1}]
     )
     return last, step
 
 
-def _recurrence(lecture: Derivation, total: Derivation) -> Display:
+def recurrence(lecture: Derivation, total: Derivation) -> Display:
     """R2: the δ recurrence for E_N (the lecture's loss) and for Σ_t E_t."""
     last, step_total = _delta_lines(total)
     last_lecture, step_lecture = _delta_lines(lecture)
@@ -108,7 +110,7 @@ def _recurrence(lecture: Derivation, total: Derivation) -> Display:
         Row(
             (
                 (step_lecture[0], "=", step_lecture[1]),
-                (None, "", Note("for ", before_n, ", loss ", _step_symbol("E", N))),
+                (None, "", Note("for ", before_n, ", loss ", m.at("E", N))),
             )
         ),
         Row(
@@ -135,19 +137,19 @@ def _sum_pattern(expr: Any, index: sp.Symbol, steps: int) -> Any:
         )
 
     middle = next(term for term in terms if top(term) == 2)
-    pattern = _renumber(middle, {1: index - 1, 2: index, 3: index + 1})
+    pattern = m.renumber(middle, {1: index - 1, 2: index, 3: index + 1})
     by_top = sorted(terms, key=top)
-    _check(by_top, pattern, [{index: top(term)} for term in by_top])
+    general_form(by_top, pattern, [{index: top(term)} for term in by_top])
     return sp.Sum(pattern, (index, 1, N))
 
 
-def _collected(lecture: Derivation, total: Derivation) -> tuple[Display, ...]:
+def collected(lecture: Derivation, total: Derivation) -> tuple[Display, ...]:
     """R3–R5: ∂E/∂W as sums over steps of (row)ᵀ · (named gradient)."""
     n = lecture.config.steps
-    e_n, e = _step_symbol("E", N), sp.MatrixSymbol("E", 1, 1)
-    w_y_last = _check(
+    e_n, e = m.at("E", N), sp.MatrixSymbol("E", 1, 1)
+    w_y_last = general_form(
         [lecture.closed.collected["W_y"]],
-        _renumber(lecture.closed.collected["W_y"], {3: N}),
+        m.renumber(lecture.closed.collected["W_y"], {3: N}),
         [{N: 3}],
     )
     w_y = aligned(
@@ -162,5 +164,5 @@ def _collected(lecture: Derivation, total: Derivation) -> tuple[Display, ...]:
         if lecture_sum != _sum_pattern(total.closed.collected[weight], i, n):
             raise GenerationError(f"the collected {weight} differs between the two losses")
         w = lecture.expansions[weight].weight
-        out.append(_tagged(label, Partial(e, w), lecture_sum))
+        out.append(tagged(label, Partial(e, w), lecture_sum))
     return tuple(out)

@@ -1,4 +1,4 @@
-"""Stage 6 (notes, Sections 1 and 3–5): the model and the lecture's chain rule at N = 3.
+"""Stage 7 (notes, Sections 1 and 3–5): the model and the lecture's chain rule at N = 3.
 
 Contract: from a :class:`~derive.derivation.Derivation` of the lecture's case, the printed
 pieces of the notation (symbols for the prose, the notation table, Eq. 33–35 with the named
@@ -15,23 +15,13 @@ from typing import Any
 
 import sympy as sp
 
-from derive import chain, labels
+from derive import activations as acts
+from derive import chain, labels, notation
 from derive import model as m
 from derive.chain import Factor
 from derive.derivation import Derivation
 from derive.errors import GenerationError
-from derive.notes.common import (
-    _STEP_BASES,
-    Display,
-    N,
-    _at_step,
-    _renumber,
-    _step_of,
-    _step_symbol,
-    _tagged,
-    i,
-    t,
-)
+from derive.notes.common import Display, N, at_step, i, step_of, t, tagged
 from derive.printing.latex import (
     Partial,
     Ref,
@@ -69,42 +59,46 @@ class WeightSection:
 # Section 1: the notation and the model.
 
 
-def _pre_activations(d: Derivation) -> list[tuple[str, sp.MatrixSymbol, Any]]:
-    """The definitions that only name an intermediate (z̄_t, ō_t): all but each label's last."""
-    last = {label: k for k, (label, _, _) in enumerate(d.forward)}
-    return [eq for k, eq in enumerate(d.forward) if last[eq[0]] != k]
+def pre_activations(d: Derivation) -> list[m.Equation]:
+    """The equations that only name an intermediate (z̄_t, ō_t)."""
+    return [
+        eq
+        for eq in d.statement.equations
+        if d.statement.quantities[m.step_of(eq.target)[0]].role == "hidden"  # type: ignore[index]
+    ]
 
 
-def _model(d: Derivation) -> tuple[Display, ...]:
+def model(d: Derivation) -> tuple[Display, ...]:
     """Eq. 33–35 as the lecture writes them: the named pre-activations substituted."""
-    labels_in_order = dict.fromkeys(label for label, _, _ in d.forward)
-    return tuple(_tagged(label, *_model_equation(d, label)) for label in labels_in_order)
+    labels_in_order = dict.fromkeys(eq.label for eq in d.statement.equations)
+    equations = [model_equation(d, label) for label in labels_in_order]
+    return tuple(tagged(eq.label, eq.target, eq.rhs) for eq in equations)
 
 
-def _model_equation(d: Derivation, label: str) -> tuple[Any, Any]:
+def model_equation(d: Derivation, label: str) -> m.Equation:
     """Eq. 33, 34 or 35 at a generic step, the named pre-activations substituted."""
-    names = {s: e for _, s, e in _pre_activations(d)}
-    _, symbol, expr = [eq for eq in d.forward if eq[0] == label][-1]
-    return symbol, expr.xreplace(names)
+    names = {eq.target: eq.rhs for eq in pre_activations(d)}
+    eq = [eq for eq in d.statement.equations if eq.label == label][-1]
+    return m.Equation(label, eq.target, eq.rhs.xreplace(names))
 
 
-def _symbols(d: Derivation) -> dict[str, str]:
+def symbols(d: Derivation) -> dict[str, str]:
     """The symbols and small formulas the prose mentions, printed once here, by name."""
     k = sp.Symbol("k", integer=True, positive=True)
     E, U = sp.MatrixSymbol("E", 1, 1), sp.MatrixSymbol("U", 1, m.n_s)
     exprs: dict[str, Any] = {
-        f"{base}_{index}": _step_symbol(base, index)
-        for base in _STEP_BASES
+        f"{base}_{index}": m.at(base, index)
+        for base in ("x", "s", "z", "o", "y", "d", "E", "g", "delta")
         for index in ("t", "N", "i", 1, 2, 3)
     }
     exprs.update(
         {
             "s_0": m.s(0),
-            "s_i1": _step_symbol("s", i - 1),
-            "s_i_next": _step_symbol("s", i + 1),
-            "s_k1": _step_symbol("s", k - 1),
-            "s_t_next": _step_symbol("s", t + 1),
-            "x_k": _step_symbol("x", k),
+            "s_i1": m.at("s", i - 1),
+            "s_i_next": m.at("s", i + 1),
+            "s_k1": m.at("s", k - 1),
+            "s_t_next": m.at("s", t + 1),
+            "x_k": m.at("x", k),
             "W_x": m.W_x,
             "W_s": m.W_s,
             "W_y": m.W_y,
@@ -112,13 +106,13 @@ def _symbols(d: Derivation) -> dict[str, str]:
             "delta": sp.MatrixSymbol("delta", 1, m.n_s),
             "U": U,
             "E": E,
-            "Phi": m.Phi,
-            "dPhi": m.dPhi,
-            "dphi_3": m.dphi(m.z(3)),
-            "diag_dphi_3": sp.DiagMatrix(m.dphi(m.z(3)).T),
+            "Phi": acts.Phi,
+            "dPhi": acts.dPhi,
+            "dphi_3": acts.dphi(m.z(3)),
+            "diag_dphi_3": sp.DiagMatrix(acts.dphi(m.z(3)).T),
             "hadamard": sp.hadamard_product(m.s(1), m.s(2)),
-            "error_t": _step_symbol("d", "t") - _step_symbol("y", "t"),
-            "squared_error_t": sp.HadamardPower(_step_symbol("d", "t") - _step_symbol("y", "t"), 2),
+            "error_t": m.at("d", "t") - m.at("y", "t"),
+            "squared_error_t": sp.HadamardPower(m.at("d", "t") - m.at("y", "t"), 2),
             "dE_3_dy_3": Partial(m.E(3), m.y(3)),
             "dE_3_ds_3": Partial(m.E(3), m.s(3)),
             "dy_3_ds_3": Partial(m.y(3), m.s(3)),
@@ -128,26 +122,28 @@ def _symbols(d: Derivation) -> dict[str, str]:
             "dE_3_dW_s": Partial(m.E(3), m.W_s),
             "dE_3_dW_y": Partial(m.E(3), m.W_y),
             "ds_3_dW_s": Partial(m.s(3), m.W_s),
-            "ds_k_ds_k1": Partial(_step_symbol("s", k), _step_symbol("s", k - 1)),
-            "ds_k_dW_s": Partial(_step_symbol("s", k), m.W_s),
-            "ds_k_dW_x": Partial(_step_symbol("s", k), m.W_x),
+            "ds_k_ds_k1": Partial(m.at("s", k), m.at("s", k - 1)),
+            "ds_k_dW_s": Partial(m.at("s", k), m.W_s),
+            "ds_k_dW_x": Partial(m.at("s", k), m.W_x),
             "dE_do_t": Partial(E, _o("t")),
-            "dE_dz_t": Partial(E, _step_symbol("z", "t")),
-            "dy_N_ds_i": Partial(_step_symbol("y", N), _step_symbol("s", i)),
-            "ds_i_dW": Partial(_step_symbol("s", i), m.W_s),
-            "g_W_y_T": _step_symbol("g", t) * m.W_y.T,
+            "dE_dz_t": Partial(E, m.at("z", "t")),
+            "dy_N_ds_i": Partial(m.at("y", N), m.at("s", i)),
+            "ds_i_dW": Partial(m.at("s", i), m.W_s),
+            "g_W_y_T": m.at("g", t) * m.W_y.T,
         }
     )
     state = next(f for f in d.expansions["W_s"].terms[-1].factors if f.kind == "state")
-    steps = {_step_of(state.numerator): t, _step_of(state.denominator): t - 1}
-    exprs["state_jacobian"] = _renumber(state.jacobian, steps)
-    exprs["ds_t_ds_prev"] = _renumber(leibniz(state), steps)
+    steps = {step_of(state.numerator): t, step_of(state.denominator): t - 1}
+    exprs["state_jacobian"] = m.renumber(state.jacobian, steps)
+    exprs["ds_t_ds_prev"] = m.renumber(leibniz(state), steps)
     out = {name: latex(e, inline=True) for name, e in exprs.items()}
-    definitions = {str(sym.name): (sym, e) for _, sym, e in d.forward}
+    definitions = {str(eq.target.name): (eq.target, eq.rhs) for eq in d.statement.equations}
     out["s_of_z"] = inline_equation(*definitions["s_t"])
-    out["y_3_of_s_3"] = inline_equation(*_at_step(_model_equation(d, labels.OUTPUT), 3))
+    out["y_3_of_s_3"] = inline_equation(*at_step(model_equation(d, labels.OUTPUT), 3))
+    output = next(f for f in d.expansions["W_s"].terms[0].factors if f.kind == "output")
+    out["output_jacobian_3"] = latex(output.jacobian, inline=True)
     out["total_rule"] = inline_equation(
-        Partial(E, m.W_s), sp.Sum(Partial(_step_symbol("E", t), m.W_s), (t, 1, N))
+        Partial(E, m.W_s), sp.Sum(Partial(m.at("E", t), m.W_s), (t, 1, N))
     )
     out["W_y_shape"] = shape(m.W_y)
     out["steps"] = latex(d.config.steps)
@@ -155,30 +151,27 @@ def _symbols(d: Derivation) -> dict[str, str]:
 
 
 def _o(index: Any) -> sp.MatrixSymbol:
-    return _step_symbol("o", index)
+    return m.at("o", index)
 
 
-def _quantities(d: Derivation) -> tuple[Quantity, ...]:
-    """The notation table of Section 1."""
-    rows: list[tuple[sp.MatrixSymbol, str]] = [
-        (_step_symbol("x", "t"), "input"),
-        (_step_symbol("s", "t"), "state, the network's memory"),
-        (_step_symbol("y", "t"), "output"),
-        (_step_symbol("d", "t"), "desired output"),
-        (m.W_x, "input-to-state weights"),
-        (m.W_s, "state-to-state weights"),
-        (m.W_y, "state-to-output weights"),
-        (_step_symbol("z", "t"), "pre-activation of the state (our name)"),
-        (_step_symbol("o", "t"), "pre-activation of the output (our name)"),
-    ]
-    return tuple(Quantity(latex(s), shape(s), meaning) for s, meaning in rows)
+def quantities(d: Derivation) -> tuple[Quantity, ...]:
+    """The notation table of Section 1: the statement's quantities and weights, their meanings
+    from the one notation table."""
+    stmt = d.statement
+    roles = ("input", "state", "output", "target")
+    rows = [m.at(name, "t") for role in roles for name in stmt.names(role)]
+    rows += list(stmt.weights)
+    rows += [m.at(name, "t") for name in stmt.names("hidden")]
+    return tuple(
+        Quantity(latex(s), shape(s), notation.lookup(str(s.name))[0].meaning) for s in rows
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Sections 3–5: the lecture's chain rule at N = 3.
 
 
-def _factor_rows(factors: Sequence[Factor]) -> str:
+def factor_rows(factors: Sequence[Factor]) -> str:
     """Each distinct factor: its Jacobian (row layout) and what it does to a row gradient U."""
     rows = []
     for f in sorted(dict.fromkeys(factors), key=lambda f: chain.KINDS.index(f.kind)):
@@ -190,7 +183,7 @@ def _factor_rows(factors: Sequence[Factor]) -> str:
     return aligned(rows)
 
 
-def _weight_section(
+def weight_section(
     d: Derivation,
     weight: str,
     term_labels: Sequence[str],
@@ -202,7 +195,7 @@ def _weight_section(
     terms = expansion.terms
     if [t.through for t in terms] != [3, 2, 1]:
         raise GenerationError(f"expected the lecture's three terms for {weight}, got {terms}")
-    loss = Partial(m.E(3), expansion.weight)
+    loss = Partial(m.E(3), expansion.weight)  # the lecture's E_3
     factors = [f for term in terms for f in term.factors if f.kind in only]
     closed = [
         Row.of(Ref(labels.tag(label)), expr)
@@ -215,7 +208,7 @@ def _weight_section(
             Display(latex(term), rf"\tag{{{labels.tag(label)}}}")
             for label, term in zip(term_labels, terms, strict=True)
         ),
-        total=_tagged(sum_label, loss, expansion),
-        factors=Display(_factor_rows(factors), ""),
+        total=tagged(sum_label, loss, expansion),
+        factors=Display(factor_rows(factors), ""),
         closed=Display(aligned(closed), ""),
     )

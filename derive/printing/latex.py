@@ -3,9 +3,10 @@
 Contract: :func:`latex` prints any expression of the derivation (matrix expressions, the chain's
 factors and terms, recurrence lines) in the lecture's notation, on one line; :func:`aligned`
 prints rows of equations as one ``aligned`` block and breaks a row that is too wide at an
-operator, so that nothing runs off the page. Notation lives in :data:`NOTATION` and nowhere else:
-templates receive strings printed here. The printer is strict: an expression it has no rule for
-raises :class:`~derive.errors.GenerationError` instead of printing SymPy's fallback text.
+operator, so that nothing runs off the page. Notation comes from :mod:`derive.notation` and
+nowhere else: templates receive strings printed here. The printer is strict: an expression it
+has no rule for raises :class:`~derive.errors.GenerationError` instead of printing SymPy's
+fallback text. Nodes of :mod:`derive.ops` print themselves (``_bptt_latex``).
 
 Layout. The printer marks grouping parentheses and the places where a line may break with private
 characters; :func:`latex` then sizes each pair of parentheses by how many pairs it encloses
@@ -27,44 +28,14 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.printing.latex import LatexPrinter
 
-from derive import chain, closed_form
+from derive import activations as acts
+from derive import chain, closed_form, notation, ops
 from derive import model as m
 from derive.errors import GenerationError
 
 if TYPE_CHECKING:
     from derive.derivation import Derivation
 
-
-@dataclass(frozen=True)
-class Notation:
-    """How a quantity of the lecture is written: in LaTeX, and in HTML for diagram labels."""
-
-    latex: str
-    html: str
-
-
-# The lecture's notation, one entry per quantity. A MatrixSymbol named exactly like a key prints as
-# that entry; one named "<key>_<index>" prints as the entry with the index as a subscript
-# (s_3 → \bar{s}_{3}, s_t → \bar{s}_{t}, s_i - 1 → \bar{s}_{i-1}). The order of the entries is the
-# order in which sums are printed (x̄_t W_x before s̄_{t-1} W_s, as Eq. 33 is written).
-NOTATION: dict[str, Notation] = {
-    "x": Notation(r"\bar{x}", "x̄"),
-    "d": Notation(r"\bar{d}", "d̄"),
-    "s_prev_t": Notation(r"\bar{s}_{t-1}", "s̄<sub>t−1</sub>"),
-    "s_prev": Notation(r"\bar{s}_{t-1}", "s̄<sub>t−1</sub>"),
-    "s": Notation(r"\bar{s}", "s̄"),
-    "z": Notation(r"\bar{z}", "z̄"),
-    "o": Notation(r"\bar{o}", "ō"),
-    "y": Notation(r"\bar{y}", "ȳ"),
-    "E": Notation("E", "E"),
-    "delta": Notation(r"\delta", "δ"),
-    "g": Notation("g", "g"),
-    "W_x": Notation("W_x", "W<sub>x</sub>"),
-    "W_s": Notation("W_s", "W<sub>s</sub>"),
-    "W_y": Notation("W_y", "W<sub>y</sub>"),
-    "U": Notation("U", "U"),
-}
-_RANK = {name: rank for rank, name in enumerate(NOTATION)}
 
 # Private characters the printer leaves for the layout pass (never in the final text): group
 # marks, and marks where a line may break, before a + or −, before a ⊙, or inside a product (in
@@ -74,16 +45,6 @@ _BREAK_SUM, _BREAK_OP, _BREAK = "\ue002", "\ue003", "\ue004"
 _BREAKS = {_BREAK_SUM: 0, _BREAK_OP: 1, _BREAK: 2}
 # Delimiter sizes by the number of pairs a pair encloses.
 _SIZES = (("(", ")"), (r"\bigl(", r"\bigr)"), (r"\Bigl(", r"\Bigr)"), (r"\biggl(", r"\biggr)"))
-
-
-def notation(name: str) -> tuple[Notation, str | None]:
-    """The entry of :data:`NOTATION` for a symbol name, and its index (None for a bare name)."""
-    if name in NOTATION:
-        return NOTATION[name], None
-    base, sep, index = name.rpartition("_")
-    if sep and base in NOTATION and index:
-        return NOTATION[base], index.replace(" ", "")
-    raise GenerationError(f"no notation for the symbol {name!r}: add it to NOTATION")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +121,7 @@ def _is_atom(expr: Any) -> bool:
     if isinstance(expr, sp.Transpose):
         return isinstance(expr.arg, sp.MatrixSymbol)
     return isinstance(
-        expr, (sp.MatrixSymbol, ElementwiseApplyFunction, DiagMatrix, m.Softmax, sp.Identity)
+        expr, (sp.MatrixSymbol, ElementwiseApplyFunction, DiagMatrix, ops.Softmax, sp.Identity)
     )
 
 
@@ -222,8 +183,7 @@ class BPTTLatexPrinter(LatexPrinter):
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         """Names come from the lecture's notation table (s_3 → \\bar{s}_{3})."""
-        entry, index = notation(str(expr.name))
-        return entry.latex if index is None else f"{entry.latex}_{{{index}}}"
+        return notation.latex_name(str(expr.name))
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
         """ᵀ as ^{\\top}; anything but a symbol is grouped first."""
@@ -259,7 +219,7 @@ class BPTTLatexPrinter(LatexPrinter):
         first = next(
             (s for s in sp.preorder_traversal(term) if isinstance(s, sp.MatrixSymbol)), None
         )
-        rank = len(_RANK) if first is None else _rank(str(first.name))
+        rank = len(notation.NOTATION) if first is None else notation.rank(str(first.name))
         return (_negative(term), rank)
 
     def _print_HadamardProduct(self, expr: sp.HadamardProduct) -> str:
@@ -275,16 +235,16 @@ class BPTTLatexPrinter(LatexPrinter):
 
     def _print_ElementwiseApplyFunction(self, expr: ElementwiseApplyFunction) -> str:
         """Φ and Φ' applied entry by entry, as the lecture writes Φ(·)."""
-        fn = m.applied_function(expr)
-        if fn not in (m.Phi, m.dPhi):
+        fn = acts.applied_function(expr)
+        if fn not in (acts.Phi, acts.dPhi):
             raise GenerationError(f"no LaTeX rule for the entry-wise function {fn}")
         return f"{self._print(fn)}({self._print(expr.expr)})"
 
     def _print_UndefinedFunction(self, expr: Any) -> str:
         """The generic activation by itself, Φ or Φ' (any other function has no notation)."""
-        if expr == m.Phi:
+        if expr == acts.Phi:
             return r"\Phi"
-        if expr == m.dPhi:
+        if expr == acts.dPhi:
             return r"\Phi'"
         raise GenerationError(f"no LaTeX rule for the function {expr}")
 
@@ -296,10 +256,6 @@ class BPTTLatexPrinter(LatexPrinter):
         elif isinstance(v, ElementwiseApplyFunction) and isinstance(v.expr, sp.Transpose):
             v = ElementwiseApplyFunction(v.function, v.expr.arg)
         return rf"\operatorname{{diag}}({self._print(v)})"
-
-    def _print_Softmax(self, expr: m.Softmax) -> str:
-        """softmax of a row (Eq. 34's variant); the lecture's σ would read as the sigmoid."""
-        return rf"\operatorname{{softmax}}({self._print(expr.arg)})"
 
     def _print_Identity(self, expr: sp.Identity) -> str:
         """The identity with its size, I_{n_y} (the Jacobian of a linear output)."""
@@ -353,13 +309,6 @@ class BPTTLatexPrinter(LatexPrinter):
     def _print_Definition(self, expr: closed_form.Definition) -> str:
         """A line of the backward recurrence, target = expression."""
         return f"{self._print(expr.target)} = {self._print(expr.expression)}"
-
-
-def _rank(name: str) -> int:
-    if name in _RANK:
-        return _RANK[name]
-    base = name.rpartition("_")[0]
-    return _RANK.get(base, len(_RANK))
 
 
 _PRINTERS = {False: BPTTLatexPrinter(), True: BPTTLatexPrinter({"inline": True})}
@@ -420,8 +369,7 @@ def shape(symbol: sp.MatrixSymbol) -> str:
 
 def html(symbol: sp.MatrixSymbol) -> str:
     """A symbol as HTML text for diagram labels, s̄<sub>3</sub>."""
-    entry, index = notation(str(symbol.name))
-    return entry.html if index is None else f"{entry.html}<sub>{index}</sub>"
+    return notation.html_name(str(symbol.name))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 Contract: :class:`BPTTNumPyPrinter` prints the dimension-free matrix expressions of
 :mod:`derive.closed_form` as NumPy code over row-stacked arrays: matrix products as ``@``,
 transposes as ``.T``, Hadamard products and powers elementwise, Φ and Φ' as NumPy functions of
-the configured activation. It is strict: a node it does not know raises instead of printing
-something that is not valid Python. ``numpy`` is printed as ``np``.
+the configured activation (in the numeric forms :mod:`derive.activations` lists, which the proof
+checks). Nodes of :mod:`derive.ops` print themselves (``_bptt_numpy``). It is strict: a node it
+does not know raises instead of printing something that is not valid Python. ``numpy`` is
+printed as ``np``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from derive import model as m
+from derive import activations as acts
 
 _MUL = PRECEDENCE["Mul"]
 
@@ -37,6 +39,10 @@ def _is_row_dot(matrices: Any) -> bool:
     )
 
 
+def _is_reciprocal(e: Any) -> bool:
+    return isinstance(e, sp.HadamardPower) and e.exp == -1
+
+
 def _is_negated(term: sp.Basic) -> bool:
     if not isinstance(term, sp.MatMul):
         return False
@@ -46,8 +52,11 @@ def _is_negated(term: sp.Basic) -> bool:
 class BPTTNumPyPrinter(NumPyPrinter):
     """NumPy printer with the activation Φ of one configuration bound to the generic Φ, Φ'."""
 
-    def __init__(self, activation: m.Activation, settings: dict[str, Any] | None = None) -> None:
+    printmethod = "_bptt_numpy"
+
+    def __init__(self, activation: acts.Activation, settings: dict[str, Any] | None = None) -> None:
         super().__init__({"strict": True, **(settings or {})})
+        self.printmethod = BPTTNumPyPrinter.printmethod  # NumPyPrinter sets "_numpycode"
         self.activation = activation
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
@@ -103,8 +112,14 @@ class BPTTNumPyPrinter(NumPyPrinter):
         return f"{self.parenthesize(expr.arg, PRECEDENCE['Atom'], strict=True)}.T"
 
     def _print_HadamardProduct(self, expr: sp.HadamardProduct) -> str:
-        """The Hadamard product ⊙ is NumPy's elementwise ``*``; products inside get parentheses."""
-        return " * ".join(self.parenthesize(a, _MUL, strict=False) for a in expr.args)
+        """The Hadamard product ⊙ is NumPy's elementwise ``*``; products inside get parentheses;
+        a factor to the power −1 divides."""
+        num = [a for a in expr.args if not _is_reciprocal(a)]
+        den = [a.base for a in expr.args if _is_reciprocal(a)]
+        text = " * ".join(self.parenthesize(a, _MUL, strict=False) for a in num)
+        for a in den:
+            text += f" / {self.parenthesize(a, PRECEDENCE['Pow'], strict=True)}"
+        return text
 
     def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
         """Elementwise power."""
@@ -113,10 +128,10 @@ class BPTTNumPyPrinter(NumPyPrinter):
 
     def _elementwise_body(self, expr: ElementwiseApplyFunction) -> sp.Expr:
         """The scalar body of Φ, Φ' or a Lambda with its variable standing for the printed array."""
-        fn = m.applied_function(expr)
-        if fn == m.Phi:
+        fn = acts.applied_function(expr)
+        if fn == acts.Phi:
             fn = self.activation.numeric_phi
-        elif fn == m.dPhi:
+        elif fn == acts.dPhi:
             fn = self.activation.dphi
         if not isinstance(fn, sp.Lambda) or len(fn.variables) != 1:
             raise TypeError(f"cannot print the elementwise function {fn} as NumPy")
@@ -136,10 +151,6 @@ class BPTTNumPyPrinter(NumPyPrinter):
         if isinstance(item, ElementwiseApplyFunction):
             item = self._elementwise_body(item)
         return str(super().parenthesize(item, level, strict))
-
-    def _print_Softmax(self, expr: m.Softmax) -> str:
-        """softmax along the last axis, by the module's stable helper (max subtracted first)."""
-        return f"_softmax({self._print(expr.arg)})"
 
     def _print_Trace(self, expr: sp.Trace) -> str:
         """tr(e eᵀ) = tr(eᵀ e) = Σ of all squared entries of e: Eq. 35 summed over the batch."""
@@ -212,8 +223,10 @@ class BPTTNumPyPrinter(NumPyPrinter):
             lines.extend(f"{out} *= {p(a)}" for a in args[1:])
             return lines
         if isinstance(expr, ElementwiseApplyFunction) and _is_leaf(expr.expr):
-            fn = m.applied_function(expr)
-            lam = {m.Phi: self.activation.numeric_phi, m.dPhi: self.activation.dphi}.get(fn, fn)
+            fn = acts.applied_function(expr)
+            lam = {acts.Phi: self.activation.numeric_phi, acts.dPhi: self.activation.dphi}.get(
+                fn, fn
+            )
             scalar = self._inplace_scalar(out, lam.expr, lam.variables[0], p(expr.expr))
             if scalar is not None:
                 return scalar

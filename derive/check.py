@@ -1,0 +1,103 @@
+"""Stage 6 (numeric check): the generated modules run against central differences.
+
+Contract: :func:`gradient_checks` executes each generated module's source in a fresh module
+object and compares its gradients with central differences of its own loss, at fixed sizes
+(n_x ≠ n_s ≠ n_y, so a transposed weight cannot hide), a fixed seed and a fixed step h, for each
+T the module accepts, unbatched and batched. It returns the relative errors (raw floats); a
+relative error above :data:`CHECK_LIMIT` raises :class:`~derive.errors.GenerationError`.
+:func:`derive.generate.standard_files` runs it once and hands the results to the notes, which
+only print them.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from derive.errors import GenerationError
+
+WEIGHTS = ("W_x", "W_s", "W_y")
+
+# Fixed sizes with n_x ≠ n_s ≠ n_y, a fixed seed, and a step h whose truncation error (of order h²)
+# dominates the rounding error (of order 10⁻¹⁶/h): the errors are then the same on every machine
+# to many digits.
+CHECK_SIZES = (3, 4, 2)
+CHECK_H = 1e-4
+CHECK_SEED = 20240917
+CHECK_LIMIT = 1e-6  # a wrong gradient is off by order 1; central differences by order h²
+CHECK_STEPS = (1, 3, 5)
+CHECK_BATCH = 4
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One module at one (T, batch): the relative error per weight, W_x, W_s, W_y."""
+
+    module: str  # the file name, "bptt.py"
+    steps: int
+    batch: int | None
+    errors: tuple[float, ...]
+
+
+def load_module(name: str, source: str) -> types.ModuleType:
+    """Execute generated source in a fresh module (registered only while it runs)."""
+    module = types.ModuleType(f"_check_{name}")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(source, f"generated/{name}.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module
+
+
+def relative_errors(
+    module: Any, steps: int, batch: int | None, seed: int = CHECK_SEED, h: float = CHECK_H
+) -> tuple[float, ...]:
+    """max |∂E/∂w − central difference| / max |central difference|, per weight W_x, W_s, W_y."""
+    rng = np.random.default_rng([seed, steps, batch or 0])
+    n_x, n_s, n_y = CHECK_SIZES
+    lead = (steps,) if batch is None else (steps, batch)
+    x = rng.standard_normal((*lead, n_x))
+    d = rng.standard_normal((*lead, n_y))
+    s0 = 0.5 * rng.standard_normal((n_s,) if batch is None else (batch, n_s))
+    weights = [0.5 * rng.standard_normal(s) for s in ((n_x, n_s), (n_s, n_s), (n_s, n_y))]
+    grads = module.gradients(x, d, *weights, s0)
+    errors = []
+    for k, name in enumerate(WEIGHTS):
+        numeric = np.zeros_like(weights[k])
+        for idx in np.ndindex(weights[k].shape):
+            plus = [w.copy() for w in weights]
+            minus = [w.copy() for w in weights]
+            plus[k][idx] += h
+            minus[k][idx] -= h
+            numeric[idx] = (module.loss(x, d, *plus, s0) - module.loss(x, d, *minus, s0)) / (2 * h)
+        diff = np.max(np.abs(np.asarray(getattr(grads, name)) - numeric))
+        errors.append(float(diff / np.max(np.abs(numeric))))
+    return tuple(errors)
+
+
+def check_cases(fixed_steps: int | None) -> list[tuple[int, int | None]]:
+    """(T, batch) cases: a straight-line module's own T; a loop module's T = 1, 3, 5."""
+    steps = CHECK_STEPS if fixed_steps is None else (fixed_steps,)
+    return [(T, None) for T in steps] + [(steps[-1], CHECK_BATCH)]
+
+
+def gradient_checks(modules: Mapping[str, str]) -> tuple[CheckResult, ...]:
+    """Every module (file name → source) against central differences, in file-name order."""
+    out = []
+    for path, source in sorted(modules.items()):
+        module = load_module(path.removesuffix(".py"), source)
+        for steps, batch in check_cases(module.CONFIG["steps"]):
+            errors = relative_errors(module, steps, batch)
+            if max(errors) > CHECK_LIMIT:
+                raise GenerationError(
+                    f"the gradient check of generated/{path} failed at T = {steps}, "
+                    f"batch {batch}: relative errors {errors}"
+                )
+            out.append(CheckResult(path, steps, batch, errors))
+    return tuple(out)

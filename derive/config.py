@@ -1,0 +1,89 @@
+"""Stage 0: one configuration of the model, validated.
+
+Contract: :class:`Config` checks every field when it is made (bad fields raise ``ValueError`` or
+``TypeError`` naming the field, what was expected and what came) and is immutable; the defaults
+are the lecture's case. It says *which* model, not what the model is: :mod:`derive.model` states
+the equations for a configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+
+from derive.activations import Activation, make_activation
+
+OUTPUTS = ("linear", "softmax")
+LOSS_STEPS = ("last", "all")
+
+
+def _to_rational(value: Any) -> sp.Rational:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Fraction, sp.Rational)):
+        raise TypeError(
+            f"scale: expected a positive number such as 1 or 1/2, got {type(value).__name__}"
+        )
+    try:
+        r = sp.Rational(str(value)) if isinstance(value, (float, str)) else sp.Rational(value)
+    except (TypeError, ValueError, sp.SympifyError) as exc:
+        raise ValueError(
+            f"scale: expected a positive number such as 1 or 1/2, got {value!r}"
+        ) from exc
+    if not r.is_finite or r <= 0:
+        raise ValueError(f"scale: expected a positive number such as 1 or 1/2, got {value!r}")
+    return r
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of the model. The defaults are the lecture's case.
+
+    steps       N, the number of time steps (an int ≥ 1); the lecture trains at N = 3.
+    activation  Φ: 'tanh' | 'sigmoid' | 'relu' | 'identity' | a univariate sympy.Lambda.
+    output      'linear' (ȳ = s̄ W_y) | 'softmax' (ȳ = softmax(s̄ W_y)).
+    scale       c in E_t = c (d̄_t − ȳ_t)²; the lecture uses 1 and mentions ½.
+    loss_steps  'last': the lecture's E_N; 'all': the total Σ_t E_t.
+    """
+
+    steps: int = 3
+    activation: str | sp.Lambda = "tanh"
+    output: str = "linear"
+    scale: Any = 1
+    loss_steps: str = "last"
+    act: Activation = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
+            raise TypeError(f"steps: expected an int ≥ 1, got {type(self.steps).__name__}")
+        if self.steps < 1:
+            raise ValueError(f"steps: expected an int ≥ 1, got {self.steps}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output: expected one of {list(OUTPUTS)}, got {self.output!r}")
+        if self.loss_steps not in LOSS_STEPS:
+            raise ValueError(
+                f"loss_steps: expected one of {list(LOSS_STEPS)}, got {self.loss_steps!r}"
+            )
+        object.__setattr__(self, "scale", _to_rational(self.scale))
+        object.__setattr__(self, "act", make_activation(self.activation))
+
+    @property
+    def activation_name(self) -> str:
+        return self.act.name
+
+    @property
+    def loss_terms(self) -> tuple[int, ...]:
+        """The steps t whose E_t enter the loss."""
+        n = self.steps
+        return (n,) if self.loss_steps == "last" else tuple(range(1, n + 1))
+
+    def with_steps(self, steps: int) -> Config:
+        """The same model at another number of steps."""
+        return Config(steps, self.activation, self.output, self.scale, self.loss_steps)
+
+    def describe(self) -> str:
+        return (
+            f"N={self.steps}, activation={self.activation_name}, output={self.output}, "
+            f"scale={self.scale}, loss_steps={self.loss_steps}"
+        )

@@ -1,0 +1,84 @@
+"""Stage 0: the one notation table. How each quantity of the lecture is written, and what it is.
+
+Contract: :data:`NOTATION` maps a base name (``s``, ``W_y``, ``delta``) to its LaTeX, its plain
+text (Unicode, for code comments, docstrings and the command line), its HTML (diagram labels) and
+its meaning (the notes' table). A symbol named ``<base>_<index>`` is the quantity at a step:
+``s_3`` is s̄_3, ``s_t - 1`` is s̄_{t-1}. :func:`lookup` splits a name into its entry and index;
+every printer and every generated docstring goes through it, so notation lives here and nowhere
+else. A name without an entry is an error (:class:`~derive.errors.GenerationError`), never a
+guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from derive.errors import GenerationError
+
+
+@dataclass(frozen=True)
+class Notation:
+    """How a quantity is written: LaTeX, plain text, HTML; and what it is (empty: not tabulated)."""
+
+    latex: str
+    text: str
+    html: str
+    meaning: str = ""
+
+
+# The order of the entries is the order in which sums are printed (x̄_t W_x before s̄_{t-1} W_s,
+# as Eq. 33 is written) and the order of the notes' table of quantities.
+NOTATION: dict[str, Notation] = {
+    "x": Notation(r"\bar{x}", "x̄", "x̄", "input"),
+    "d": Notation(r"\bar{d}", "d̄", "d̄", "desired output"),
+    "s": Notation(r"\bar{s}", "s̄", "s̄", "state, the network's memory"),
+    "z": Notation(r"\bar{z}", "z̄", "z̄", "pre-activation of the state (our name)"),
+    "o": Notation(r"\bar{o}", "ō", "ō", "pre-activation of the output (our name)"),
+    "y": Notation(r"\bar{y}", "ȳ", "ȳ", "output"),
+    "E": Notation("E", "E", "E", "loss"),
+    "delta": Notation(r"\delta", "δ", "δ", "∂E/∂z̄_t (our name)"),
+    "g": Notation("g", "g", "g", "∂E/∂ō_t (our name)"),
+    "W_x": Notation("W_x", "W_x", "W<sub>x</sub>", "input-to-state weights"),
+    "W_s": Notation("W_s", "W_s", "W<sub>s</sub>", "state-to-state weights"),
+    "W_y": Notation("W_y", "W_y", "W<sub>y</sub>", "state-to-output weights"),
+    "U": Notation("U", "U", "U", "the row gradient a factor receives"),
+}
+
+_RANK = {name: rank for rank, name in enumerate(NOTATION)}
+
+
+def lookup(name: str) -> tuple[Notation, str | None]:
+    """The entry for a symbol name and its step index without spaces (None for a bare name)."""
+    if name in NOTATION:
+        return NOTATION[name], None
+    base, sep, index = name.rpartition("_")
+    if sep and base in NOTATION and index:
+        return NOTATION[base], index.replace(" ", "")
+    raise GenerationError(f"no notation for the symbol {name!r}: add it to derive/notation.py")
+
+
+def rank(name: str) -> int:
+    """Where a symbol's base stands in :data:`NOTATION` (unknown names last)."""
+    if name in _RANK:
+        return _RANK[name]
+    return _RANK.get(name.rpartition("_")[0], len(_RANK))
+
+
+def latex_name(name: str) -> str:
+    """``s_3`` → ``\\bar{s}_{3}``, ``s_t - 1`` → ``\\bar{s}_{t-1}``."""
+    entry, index = lookup(name)
+    return entry.latex if index is None else f"{entry.latex}_{{{index}}}"
+
+
+def text_name(name: str) -> str:
+    """``s_3`` → ``s̄_3``, ``s_t - 1`` → ``s̄_(t-1)`` (a compound index in parentheses)."""
+    entry, index = lookup(name)
+    if index is None:
+        return entry.text
+    return f"{entry.text}_{index}" if index.isalnum() else f"{entry.text}_({index})"
+
+
+def html_name(name: str) -> str:
+    """``s_3`` → ``s̄<sub>3</sub>``."""
+    entry, index = lookup(name)
+    return entry.html if index is None else f"{entry.html}<sub>{index}</sub>"
