@@ -168,6 +168,13 @@ class BPTTNumPyPrinter(NumPyPrinter):
         a, b = sorted(expr.args, key=lambda e: e.is_number)
         return f"np.maximum({self._print(a)}, {self._print(b)})"
 
+    def _print_Min(self, expr: sp.Min) -> str:
+        """Elementwise minimum of two operands (the overflow-safe sigmoid)."""
+        if len(expr.args) != 2:
+            raise TypeError(f"only a two-argument Min can be printed, got {expr}")
+        a, b = sorted(expr.args, key=lambda e: e.is_number)
+        return f"np.minimum({self._print(a)}, {self._print(b)})"
+
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         """The step function with its value at 0 (ReLU's derivative)."""
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(expr.args[1])})"
