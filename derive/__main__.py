@@ -16,7 +16,8 @@ from typing import NoReturn
 
 from derive import notation
 from derive.activations import ACTIVATIONS
-from derive.config import LOSS_STEPS, OUTPUTS, Config
+from derive.codegen import BACKENDS
+from derive.config import LOSS_STEPS, LOSSES, OUTPUTS, Config
 from derive.derivation import Derivation, derive
 from derive.errors import DeriveError
 from derive.printing.text import text
@@ -40,6 +41,16 @@ def _steps(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an int ≥ 1 or 'any', got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an int ≥ 1 or 'any', got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int ≥ 1, got {value}")
     return value
 
 
@@ -96,6 +107,25 @@ def parser() -> argparse.ArgumentParser:
         choices=LOSS_STEPS,
         help="'last': E_N as in the lecture (default); 'all': Σ_t E_t",
     )
+    cfg.add_argument(
+        "--loss",
+        default=argparse.SUPPRESS,
+        choices=LOSSES,
+        help="'squared-error' (default; Eq. 35) or 'cross-entropy' (needs --output softmax)",
+    )
+    cfg.add_argument(
+        "--truncate",
+        type=_positive,
+        default=argparse.SUPPRESS,
+        metavar="K",
+        help="truncated BPTT: back-propagate each E_t through s̄_t … s̄_(t-K+1) only",
+    )
+    p.add_argument(
+        "--backend",
+        default="numpy",
+        choices=sorted(BACKENDS),
+        help="the generated module's backend (default numpy)",
+    )
     p.add_argument("--out-dir", metavar="DIR", help="write generated files into DIR")
     p.add_argument(
         "--check",
@@ -119,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-CONFIG_KEYS = ("steps", "activation", "output", "scale", "loss_steps")
+CONFIG_KEYS = ("steps", "activation", "output", "scale", "loss_steps", "loss", "truncate")
 
 
 def summary(d: Derivation) -> list[str]:
@@ -163,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config(**config_fields)
     except (ValueError, TypeError) as exc:
         return _fail(f"--{str(exc).split(':')[0].replace('_', '-')}: {str(exc).split(': ', 1)[1]}")
+    fixed = given.get("steps", 3) is not None
+    if fixed and config.truncate is not None and config.truncate >= config.steps:
+        return _fail(
+            f"--truncate: K = {config.truncate} ≥ N = {config.steps} steps cuts nothing "
+            f"(full BPTT); give K < N, or --steps any"
+        )
     try:
         if args.check:
             if given.get("steps", 3) is None:
@@ -175,8 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from derive import generate
 
             start = time.perf_counter()
-            if given:
-                files = generate.module_files(config, loop=given.get("steps", 3) is None)
+            if given or args.backend != "numpy":
+                files = generate.module_files(
+                    config, loop=given.get("steps", 3) is None, backend=args.backend
+                )
             else:
                 files = generate.standard_files()
             written = generate.write(args.out_dir, files)

@@ -86,7 +86,15 @@ class Graph:
     def __init__(self, stmt: m.Statement) -> None:
         self.stmt = stmt
         self.definitions = stmt.definitions()
-        self.hidden = {k: v for k, v in self.definitions.items() if self.role(k) == "hidden"}
+        self.hidden = {
+            k: v
+            for k, v in self.definitions.items()
+            if self.role(k) == "hidden" and not self.shown(k)
+        }
+        # A value the model names (softmax(ō_t) is ȳ_t) is written by its name in factors.
+        self.names = {
+            v: k for k, v in self.definitions.items() if not isinstance(v, sp.MatrixSymbol)
+        }
 
     def role(self, symbol: Any) -> str:
         if symbol in self.stmt.weights:
@@ -121,14 +129,18 @@ class Graph:
     def factor(self, numerator: sp.MatrixSymbol, denominator: sp.MatrixSymbol) -> Factor:
         rhs = self.definitions[numerator]
         u = placeholder(numerator.shape[1])
-        role = self.role(denominator)
-        kind = "weight" if role == "weight" else self.role(numerator)
+        if self.role(denominator) == "weight":
+            kind = "weight"
+        else:
+            kind = {"loss": "loss", "state": "state"}.get(self.role(numerator), "output")
+        jacobian = ops.jacobian(rhs, denominator, self.hidden, out=numerator)
+        pullback = ops.vjp(rhs, denominator, u, self.hidden, out=numerator)
         return Factor(
             numerator,
             denominator,
             kind,
-            ops.jacobian(rhs, denominator, self.hidden, out=numerator),
-            ops.vjp(rhs, denominator, u, self.hidden, out=numerator),
+            None if jacobian is None else jacobian.xreplace(self.names),
+            pullback.xreplace(self.names),  # type: ignore[union-attr]
         )
 
     def reaches(self, weight: sp.MatrixSymbol) -> set[Any]:
@@ -149,7 +161,9 @@ def _latest_first(symbol: Any) -> tuple[Any, str]:
 def paths(
     stmt: m.Statement, weight: sp.MatrixSymbol, graph: Graph | None = None
 ) -> tuple[Term, ...]:
-    """Every chain-rule path from the loss to ``weight``: through s̄_N first, as the lecture."""
+    """Every chain-rule path from the loss to ``weight``: through s̄_N first, as the lecture;
+    truncated at K, the paths of E_t end at s̄_{t−K+1} (the lecture's sum over i in Eq. 42 and
+    47 runs from t − K + 1)."""
     if weight not in stmt.weights:
         names = [w.name for w in stmt.weights]
         raise ValueError(f"weight: expected one of {names}, got {weight!r}")
@@ -158,8 +172,13 @@ def paths(
     (loss,) = stmt.names("loss")
     terms: list[Term] = []
 
+    window = stmt.config.window
+
     def walk(node: sp.MatrixSymbol, factors: tuple[Factor, ...], t: int) -> None:
         for end in graph.ends(node):
+            step = m.step_of(end)
+            if window is not None and step is not None and step[1] < t - window + 1:
+                continue  # truncated: E_t reaches back to s̄_{t−K+1} only
             if end == weight:
                 step = m.step_of(node)
                 assert step is not None

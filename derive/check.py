@@ -67,6 +67,7 @@ def relative_errors(
     s0 = 0.5 * rng.standard_normal((n_s,) if batch is None else (batch, n_s))
     weights = [0.5 * rng.standard_normal(s) for s in ((n_x, n_s), (n_s, n_s), (n_s, n_y))]
     grads = module.gradients(x, d, *weights, s0)
+    objective = truncated_objective(module, x, d, weights, s0)
     errors = []
     for k, name in enumerate(WEIGHTS):
         numeric = np.zeros_like(weights[k])
@@ -75,10 +76,35 @@ def relative_errors(
             minus = [w.copy() for w in weights]
             plus[k][idx] += h
             minus[k][idx] -= h
-            numeric[idx] = (module.loss(x, d, *plus, s0) - module.loss(x, d, *minus, s0)) / (2 * h)
+            numeric[idx] = (objective(plus) - objective(minus)) / (2 * h)
         diff = np.max(np.abs(np.asarray(getattr(grads, name)) - numeric))
         errors.append(float(diff / np.max(np.abs(numeric))))
     return tuple(errors)
+
+
+def truncated_objective(module: Any, x: Any, d: Any, weights: Any, s0: Any) -> Any:
+    """The function of the weights whose gradient the module computes: its loss, or, truncated
+    at K, Σ_t E_t with s̄_{t−K} held at its value for ``weights`` (Williams and Peng's objective):
+    E_t from s̄_{t−K} is the loss of the window x_{t−K+1} … x_t (E_N modules) or the loss of the
+    window to t less that of the window to t − 1 (Σ_t E_t modules), both from the module."""
+    K = module.CONFIG.get("truncate")
+    if K is None:
+        return lambda w: module.loss(x, d, *w, s0)
+    states, _ = module.forward(x, *weights, s0)
+    T = np.shape(x)[0]
+    every = module.CONFIG["loss_steps"] == "all"
+
+    def objective(w: Any) -> float:
+        total = 0.0
+        for t in range(T) if every else [T - 1]:
+            j = max(0, t - K + 1)
+            start = s0 if j == 0 else states[j - 1]
+            total += module.loss(x[j : t + 1], d[j : t + 1], *w, start)
+            if every and t > j:
+                total -= module.loss(x[j:t], d[j:t], *w, start)
+        return total
+
+    return objective
 
 
 def check_cases(fixed_steps: int | None) -> list[tuple[int, int | None]]:

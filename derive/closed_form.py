@@ -49,11 +49,18 @@ class Sum:
 
 @dataclass(frozen=True)
 class GenericForms:
-    """The sweep at a generic step: at t = N, at t < N, and ∂E/∂W as sums over steps."""
+    """The sweep at a generic step: at t = N, at t < N, and ∂E/∂W as sums over steps; and the
+    same split by where the gradient comes from, for truncated BPTT's per-loss-step windows:
+    ``seed``, the adjoints at step t from E_t alone; ``carry``, those at step t from step t + 1
+    alone (read for each loss step u, δ^(u)_t); ``lane_sums``, ∂E/∂W's summand for each loss
+    step u over its window (``window``) or at t = u alone (``own``)."""
 
     last: tuple[Definition, ...]
     step: tuple[Definition, ...]
     sums: dict[str, tuple[Sum, ...]]
+    seed: tuple[Definition, ...]
+    carry: tuple[Definition, ...]
+    lane_sums: dict[str, tuple[Sum, ...]]
 
 
 @dataclass(frozen=True)
@@ -78,12 +85,18 @@ def _sweep(
     known: Mapping[Any, Any],
     seeds: set[Any],
     stmt: m.Statement,
+    loss: Any = None,
 ) -> tuple[list[Definition], dict[Any, Any]]:
     """∂E/∂q for the targets of ``equations``, last first. ``later`` are equations of later steps
-    whose adjoints are ``known``; ``seeds`` the loss terms (∂E/∂E_t = 1). Returns the named
-    adjoints as lines and every target's adjoint (its name, or its expression)."""
+    whose adjoints are ``known``; ``seeds`` the loss terms (∂E/∂E_t = 1); ``loss`` u names the
+    adjoints as with respect to E_u alone (δ^(u)_i). Returns the named adjoints as lines and
+    every target's adjoint (its name, or its expression)."""
     adjoint: dict[Any, Any] = dict(known)
     lines: list[Definition] = []
+    # A value the model names (softmax(ō_t) is ȳ_t) is written by its name.
+    names = {
+        eq.rhs: eq.target for eq in (*equations, *later) if not isinstance(eq.rhs, sp.MatrixSymbol)
+    }
     readers: dict[Any, list[tuple[m.Equation, bool]]] = {}
     for eq in equations:
         for symbol in eq.rhs.atoms(sp.MatrixSymbol):
@@ -103,14 +116,14 @@ def _sweep(
                 continue
             pulled = ops.vjp(reader.rhs, eq.target, adjoint[reader.target], out=reader.target)
             if pulled is not None:
-                parts.append(ops.tidy(pulled))
+                parts.append(ops.tidy(pulled).xreplace(names))
         total = ops.add(parts)
         if total is None:
             continue
         found = m.step_of(eq.target)
         name = stmt.quantities[found[0]].adjoint if found else None
         if name is not None:
-            symbol = m.at(name, found[1])  # type: ignore[index]
+            symbol = m.at(name, found[1], loss)  # type: ignore[index]
             lines.append(Definition(symbol, total))
             adjoint[eq.target] = symbol
         else:
@@ -137,11 +150,25 @@ def _seeds(stmt: m.Statement, steps: Sequence[Any]) -> set[Any]:
 
 
 def recurrence_and_collected(stmt: m.Statement) -> tuple[tuple[Definition, ...], dict[str, Any]]:
-    """The reverse sweep over the N unrolled steps."""
-    equations = [e for k in range(1, stmt.config.steps + 1) for e in stmt.equations_at(k)]
-    lines, adjoint = _sweep(equations, (), {}, _seeds(stmt, stmt.config.loss_terms), stmt)
-    collected = {w.name: sp.MatAdd(*_weight_sums(equations, adjoint, w)) for w in stmt.weights}
-    return tuple(lines), collected
+    """The reverse sweep over the N unrolled steps. Truncated at K, one sweep per loss step u
+    over its window, steps u − K + 1 … u (s̄_{u−K} read as a constant), its adjoints named as
+    with respect to E_u alone (δ^(u)_i); ∂E/∂W sums over every window."""
+    n, window = stmt.config.steps, stmt.config.window
+    if window is None:
+        equations = [e for k in range(1, n + 1) for e in stmt.equations_at(k)]
+        lines, adjoint = _sweep(equations, (), {}, _seeds(stmt, stmt.config.loss_terms), stmt)
+        collected = {w.name: sp.MatAdd(*_weight_sums(equations, adjoint, w)) for w in stmt.weights}
+        return tuple(lines), collected
+    all_lines: list[Definition] = []
+    parts: dict[str, list[Any]] = {w.name: [] for w in stmt.weights}
+    for u in stmt.config.loss_terms:
+        steps = range(max(1, u - window + 1), u + 1)
+        equations = [e for k in steps for e in stmt.equations_at(k)]
+        lines, adjoint = _sweep(equations, (), {}, _seeds(stmt, [u]), stmt, loss=u)
+        all_lines.extend(lines)
+        for w in stmt.weights:
+            parts[w.name].extend(_weight_sums(equations, adjoint, w))
+    return tuple(all_lines), {name: sp.MatAdd(*terms) for name, terms in parts.items()}
 
 
 def generic(stmt: m.Statement) -> GenericForms:
@@ -158,7 +185,9 @@ def generic(stmt: m.Statement) -> GenericForms:
         if name is not None:
             named[eq.target] = m.at(name, t + 1)
     step_lines, step_adjoint = _sweep(here, later, named, _seeds(stmt, [t] if every else []), stmt)
+    carry_lines, carry_adjoint = _sweep(here, later, named, set(), stmt)
     sums: dict[str, tuple[Sum, ...]] = {}
+    lane_sums: dict[str, tuple[Sum, ...]] = {}
     for w in stmt.weights:
         everywhere = _weight_sums(here, step_adjoint, w)
         at_last = [s for s in _weight_sums(here, last_adjoint, w) if s not in everywhere]
@@ -166,11 +195,19 @@ def generic(stmt: m.Statement) -> GenericForms:
             *(Sum(s, "all") for s in everywhere),
             *(Sum(m.instantiate(s, {t: N}), "last") for s in at_last),
         )
+        carried = _weight_sums(here, carry_adjoint, w)
+        own = [s for s in _weight_sums(here, last_adjoint, w) if s not in carried]
+        lane_sums[w.name] = (
+            *(Sum(s, "window") for s in carried),
+            *(Sum(s, "own") for s in own),
+        )
     at_n = [
         Definition(m.instantiate(d.target, {t: N}), m.instantiate(d.expression, {t: N}))
         for d in last_lines
     ]
-    return GenericForms(tuple(at_n), tuple(step_lines), sums)
+    return GenericForms(
+        tuple(at_n), tuple(step_lines), sums, tuple(last_lines), tuple(carry_lines), lane_sums
+    )
 
 
 def closed_forms(stmt: m.Statement, expansions: dict[str, chain.Expansion]) -> ClosedForms:

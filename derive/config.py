@@ -8,7 +8,7 @@ the equations for a configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -18,6 +18,7 @@ from derive.activations import Activation, make_activation
 
 OUTPUTS = ("linear", "softmax")
 LOSS_STEPS = ("last", "all")
+LOSSES = ("squared-error", "cross-entropy")
 
 
 def _to_rational(value: Any) -> sp.Rational:
@@ -43,8 +44,12 @@ class Config:
     steps       N, the number of time steps (an int ≥ 1); the lecture trains at N = 3.
     activation  Φ: 'tanh' | 'sigmoid' | 'relu' | 'identity' | a univariate sympy.Lambda.
     output      'linear' (ȳ = s̄ W_y) | 'softmax' (ȳ = softmax(s̄ W_y)).
-    scale       c in E_t = c (d̄_t − ȳ_t)²; the lecture uses 1 and mentions ½.
+    scale       c in E_t; the lecture uses 1 and mentions ½.
     loss_steps  'last': the lecture's E_N; 'all': the total Σ_t E_t.
+    loss        'squared-error': E_t = c (d̄_t − ȳ_t)(d̄_t − ȳ_t)ᵀ (Eq. 35);
+                'cross-entropy': E_t = −c Σ_k d_{t,k} log ȳ_{t,k} (needs output='softmax').
+    truncate    None: full BPTT; K ≥ 1: each E_t is back-propagated through s̄_t … s̄_{t−K+1}
+                only (s̄_{t−K} a constant for E_t; Williams and Peng's BPTT(K; 1)).
     """
 
     steps: int = 3
@@ -52,6 +57,8 @@ class Config:
     output: str = "linear"
     scale: Any = 1
     loss_steps: str = "last"
+    loss: str = "squared-error"
+    truncate: int | None = None
     act: Activation = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +72,20 @@ class Config:
             raise ValueError(
                 f"loss_steps: expected one of {list(LOSS_STEPS)}, got {self.loss_steps!r}"
             )
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
+        if self.loss == "cross-entropy" and self.output != "softmax":
+            raise ValueError(
+                f"loss: 'cross-entropy' needs output='softmax' (ȳ_t a distribution), got "
+                f"output={self.output!r}"
+            )
+        if self.truncate is not None:
+            if isinstance(self.truncate, bool) or not isinstance(self.truncate, int):
+                raise TypeError(
+                    f"truncate: expected None or an int ≥ 1, got {type(self.truncate).__name__}"
+                )
+            if self.truncate < 1:
+                raise ValueError(f"truncate: expected None or an int ≥ 1, got {self.truncate}")
         object.__setattr__(self, "scale", _to_rational(self.scale))
         object.__setattr__(self, "act", make_activation(self.activation))
 
@@ -78,12 +99,18 @@ class Config:
         n = self.steps
         return (n,) if self.loss_steps == "last" else tuple(range(1, n + 1))
 
+    @property
+    def window(self) -> int | None:
+        """K when truncation cuts anything at N steps (K < N), else None (full BPTT)."""
+        return self.truncate if self.truncate is not None and self.truncate < self.steps else None
+
     def with_steps(self, steps: int) -> Config:
         """The same model at another number of steps."""
-        return Config(steps, self.activation, self.output, self.scale, self.loss_steps)
+        return replace(self, steps=steps)
 
     def describe(self) -> str:
         return (
             f"N={self.steps}, activation={self.activation_name}, output={self.output}, "
-            f"scale={self.scale}, loss_steps={self.loss_steps}"
+            f"loss={self.loss}, scale={self.scale}, loss_steps={self.loss_steps}, "
+            f"truncate={self.truncate}"
         )

@@ -11,18 +11,23 @@ differences, and hands all of these results to the notes, which only render them
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from derive import check, codegen, notes
 from derive.config import Config
 from derive.derivation import Derivation, derive
+from derive.notes import variant
 from derive.render import write_files
 from derive.verify import prove
 
 # The configurations of the committed generated/ tree.
 LECTURE = Config()  # N = 3, tanh, linear, c = 1, E_3
 TOTAL = Config(loss_steps="all")  # the loop module: any T, Σ_t E_t
+# Variants for training (any T), each with a notes page of its own: a classifier's loss, and
+# truncated BPTT.
+CLASSIFIER = Config(output="softmax", loss="cross-entropy", loss_steps="all")
+TRUNCATED = Config(loss_steps="all", truncate=5)
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,26 @@ class Module:
     loop: bool
 
 
-MODULES = (Module("bptt_e3", LECTURE, loop=False), Module("bptt", TOTAL, loop=True))
+MODULES = (
+    Module("bptt_e3", LECTURE, loop=False),
+    Module("bptt", TOTAL, loop=True),
+    *(Module(codegen.module_name(c, loop=True), c, loop=True) for c in (CLASSIFIER, TRUNCATED)),
+)
+VARIANTS = MODULES[2:]
 
 # The proof the notes report: three of each size, as in the lecture's figures.
 PROOF_SIZES = (3, 3, 3)
 PROOF_POINTS = 3
+# A variant's proof: N = 3, distinct sizes; truncated at K = 2 so that the window cuts (the
+# generic lines a truncated module runs do not depend on K).
+VARIANT_SIZES = (2, 3, 2)
+VARIANT_POINTS = 2
+
+
+def variant_proof_config(config: Config) -> Config:
+    if config.truncate is None:
+        return config.with_steps(3)
+    return replace(config, steps=3, truncate=min(config.truncate, 2))
 
 
 def module_sources(derivations: dict[Config, Derivation] | None = None) -> dict[str, str]:
@@ -54,21 +74,37 @@ def module_sources(derivations: dict[Config, Derivation] | None = None) -> dict[
 def standard_files() -> dict[str, str]:
     """Everything `make derive` commits in generated/."""
     lecture, total = derive(LECTURE), derive(TOTAL)
-    modules = module_sources({LECTURE: lecture, TOTAL: total})
+    derivations = {LECTURE: lecture, TOTAL: total}
+    derivations.update({v.config: derive(v.config) for v in VARIANTS})
+    modules = module_sources(derivations)
     proofs = tuple(prove(d, PROOF_SIZES, points=PROOF_POINTS) for d in (lecture, total))
     for proof in proofs:
         proof.raise_if_failed()
     checks = check.gradient_checks(modules)
     files = dict(modules)
     files["__init__.py"] = codegen.package_init(sorted(modules))
-    files.update(notes.notes_files(notes.NotesInput(lecture, total, proofs, checks, modules)))
+    lecture_modules = {f"{m.name}.py": modules[f"{m.name}.py"] for m in MODULES[:2]}
+    lecture_checks = tuple(c for c in checks if c.module in lecture_modules)
+    files.update(
+        notes.notes_files(notes.NotesInput(lecture, total, proofs, lecture_checks, lecture_modules))
+    )
+    for v in VARIANTS:
+        proof = prove(derive(variant_proof_config(v.config)), VARIANT_SIZES, points=VARIANT_POINTS)
+        proof.raise_if_failed()
+        own = tuple(c for c in checks if c.module == f"{v.name}.py")
+        files.update(
+            variant.variant_files(
+                variant.VariantInput(f"{v.name}.py", derivations[v.config], proof, own)
+            )
+        )
     return files
 
 
-def module_files(config: Config, *, loop: bool) -> dict[str, str]:
+def module_files(config: Config, *, loop: bool, backend: str = "numpy") -> dict[str, str]:
     """One module for ``config``: the loop form (any T) or the straight-line form (T = N)."""
-    name = codegen.module_name(config, loop=loop)
-    return {f"{name}.py": codegen.module_source(derive(config), loop=loop, name=name)}
+    name = codegen.module_name(config, loop=loop, backend=backend)
+    source = codegen.module_source(derive(config), loop=loop, name=name, backend=backend)
+    return {f"{name}.py": source}
 
 
 def write(out_dir: str | os.PathLike[str], files: dict[str, str]) -> list[Path]:

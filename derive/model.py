@@ -21,7 +21,7 @@ the steps of an expression.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sympy as sp
@@ -72,9 +72,11 @@ QUANTITIES: dict[str, Quantity] = {
 }
 
 
-def at(name: str, step: Any) -> sp.MatrixSymbol:
-    """The quantity ``name`` at ``step`` (an int or an expression in t, N, i)."""
-    return sp.MatrixSymbol(f"{name}_{sp.sstr(step)}", 1, QUANTITIES[name].size)
+def at(name: str, step: Any, loss: Any = None) -> sp.MatrixSymbol:
+    """The quantity ``name`` at ``step`` (an int or an expression in t, N, i); with ``loss`` u,
+    an adjoint with respect to E_u alone (δ^(u)_t, truncated BPTT's per-loss-step sweeps)."""
+    head = name if loss is None else f"{name}^{sp.sstr(loss)}"
+    return sp.MatrixSymbol(f"{head}_{sp.sstr(step)}", 1, QUANTITIES[name].size)
 
 
 def x(k: Any) -> sp.MatrixSymbol:
@@ -122,23 +124,41 @@ def delta(k: Any) -> sp.MatrixSymbol:
     return at("delta", k)
 
 
-def step_of(symbol: Any) -> tuple[str, Any] | None:
-    """(quantity, step) of a step symbol: ``s_t - 1`` → ("s", t − 1); None for any other."""
-    base, sep, index = str(getattr(symbol, "name", "")).rpartition("_")
+def _parts(symbol: Any) -> tuple[str, Any, Any] | None:
+    head, sep, index = str(getattr(symbol, "name", "")).rpartition("_")
+    base, hat, loss = head.partition("^")
     if not sep or base not in QUANTITIES or not index:
         return None
-    return base, sp.sympify(index, locals=INDICES)
+    return (
+        base,
+        sp.sympify(index, locals=INDICES),
+        sp.sympify(loss, locals=INDICES) if hat else None,
+    )
+
+
+def step_of(symbol: Any) -> tuple[str, Any] | None:
+    """(quantity, step) of a step symbol: ``s_t - 1`` → ("s", t − 1); None for any other."""
+    found = _parts(symbol)
+    return None if found is None else found[:2]
+
+
+def loss_of(symbol: Any) -> Any:
+    """u of an adjoint with respect to E_u alone (``delta^3_2`` → 3), else None."""
+    found = _parts(symbol)
+    return None if found is None else found[2]
 
 
 def restep(expr: Any, rename: Callable[[Any], Any]) -> Any:
-    """``expr`` with the step k of every step symbol replaced by ``rename(k)``."""
+    """``expr`` with the step k (and a loss step u) of every step symbol replaced by
+    ``rename(k)``."""
     mapping = {}
     for symbol in expr.atoms(sp.MatrixSymbol):
-        found = step_of(symbol)
+        found = _parts(symbol)
         if found is not None:
-            new = rename(found[1])
-            if new != found[1]:
-                mapping[symbol] = at(found[0], new)
+            name, step, loss = found
+            new = (rename(step), None if loss is None else rename(loss))
+            if new != (step, loss):
+                mapping[symbol] = at(name, *new)
     return expr.xreplace(mapping)
 
 
@@ -198,16 +218,23 @@ class Statement:
 def statement(config: Config) -> Statement:
     """The lecture's RNN (Eq. 33–35) for ``config``, at the generic step t."""
     output = o(t) if config.output == "linear" else ops.Softmax(o(t))
+    quantities = dict(QUANTITIES)
+    if config.loss == "cross-entropy":
+        # softmax and cross-entropy fused: the loss reads ō_t, and the chain rule starts there
+        loss = ops.CrossEntropy(d(t), o(t), config.scale)
+        quantities["o"] = replace(QUANTITIES["o"], shown=True)
+    else:
+        loss = ops.SquaredError(d(t), y(t), config.scale)
     return Statement(
         config,
-        QUANTITIES,
+        quantities,
         WEIGHTS,
         (
             Equation(labels.STATE, z(t), x(t) * W_x + s(t - 1) * W_s),
             Equation(labels.STATE, s(t), phi(z(t))),
             Equation(labels.OUTPUT, o(t), s(t) * W_y),
             Equation(labels.OUTPUT, y(t), output),
-            Equation(labels.LOSS, E(t), ops.SquaredError(d(t), y(t), config.scale)),
+            Equation(labels.LOSS, E(t), loss),
         ),
     )
 
@@ -236,6 +263,9 @@ class Explicit:
     values: dict[sp.MatrixSymbol, sp.Matrix]
     loss: sp.Expr
     inputs: tuple[sp.MatrixSymbol, ...]  # weights, initial states, inputs, targets
+    # Truncated BPTT: the constant rows that stand for s̄_{t−K} in E_t, and their values (the
+    # entries of s̄_{t−K}), given to them after differentiating.
+    constants: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
 
     @property
     def config(self) -> Config:
@@ -278,8 +308,24 @@ def explicit(stmt: Statement, sizes: tuple[int, int, int]) -> Explicit:
     for target, rhs in stmt.definitions().items():
         values[target] = ops.evaluate(rhs, values, ctx)
     (loss_name,) = stmt.names("loss")
-    loss = sum((values[at(loss_name, k)][0, 0] for k in stmt.config.loss_terms), sp.Integer(0))
-    return Explicit(stmt, tuple(dims.values()), values, loss, tuple(given))
+    window = stmt.config.window
+    constants: dict[sp.Symbol, sp.Expr] = {}
+    loss = sp.Integer(0)
+    for k in stmt.config.loss_terms:
+        if window is None or k - window < 1:
+            loss += values[at(loss_name, k)][0, 0]
+            continue
+        # Truncated at K: E_k sees s̄_{k−K} as a constant row of its own, and steps k−K+1 … k.
+        local = dict(values)
+        for name in stmt.names("state"):
+            row = symbol_matrix(f"{name}{k - window}c{k}", 1, values[at(name, k - window)].cols)
+            constants.update(zip(row, values[at(name, k - window)], strict=True))
+            local[at(name, k - window)] = row
+        for j in range(k - window + 1, k + 1):
+            for eq in stmt.equations_at(j):
+                local[eq.target] = ops.evaluate(eq.rhs, local, ctx)
+        loss += local[at(loss_name, k)][0, 0]
+    return Explicit(stmt, tuple(dims.values()), values, loss, tuple(given), constants)
 
 
 def _check_sizes(sizes: Any) -> tuple[int, int, int]:

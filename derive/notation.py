@@ -51,10 +51,17 @@ def lookup(name: str) -> tuple[Notation, str | None]:
     """The entry for a symbol name and its step index without spaces (None for a bare name)."""
     if name in NOTATION:
         return NOTATION[name], None
-    base, sep, index = name.rpartition("_")
+    head, sep, index = name.rpartition("_")
+    base = head.partition("^")[0]
     if sep and base in NOTATION and index:
         return NOTATION[base], index.replace(" ", "")
     raise GenerationError(f"no notation for the symbol {name!r}: add it to derive/notation.py")
+
+
+def _loss(name: str) -> str | None:
+    """u of ``delta^u_t`` (an adjoint with respect to E_u alone), else None."""
+    head = name.rpartition("_")[0]
+    return head.partition("^")[2].replace(" ", "") or None
 
 
 def rank(name: str) -> int:
@@ -65,20 +72,28 @@ def rank(name: str) -> int:
 
 
 def latex_name(name: str) -> str:
-    """``s_3`` → ``\\bar{s}_{3}``, ``s_t - 1`` → ``\\bar{s}_{t-1}``."""
+    """``s_3`` → ``\\bar{s}_{3}``, ``s_t - 1`` → ``\\bar{s}_{t-1}``, ``delta^3_2`` →
+    ``\\delta^{(3)}_{2}``."""
     entry, index = lookup(name)
-    return entry.latex if index is None else f"{entry.latex}_{{{index}}}"
+    loss = _loss(name)
+    head = entry.latex if loss is None else f"{entry.latex}^{{({loss})}}"
+    return head if index is None else f"{head}_{{{index}}}"
 
 
 def text_name(name: str) -> str:
-    """``s_3`` → ``s̄_3``, ``s_t - 1`` → ``s̄_(t-1)`` (a compound index in parentheses)."""
+    """``s_3`` → ``s̄_3``, ``s_t - 1`` → ``s̄_(t-1)`` (a compound index in parentheses),
+    ``delta^3_2`` → ``δ^(3)_2``."""
     entry, index = lookup(name)
+    loss = _loss(name)
+    head = entry.text if loss is None else f"{entry.text}^({loss})"
     if index is None:
-        return entry.text
-    return f"{entry.text}_{index}" if index.isalnum() else f"{entry.text}_({index})"
+        return head
+    return f"{head}_{index}" if index.isalnum() else f"{head}_({index})"
 
 
 def html_name(name: str) -> str:
     """``s_3`` → ``s̄<sub>3</sub>``."""
     entry, index = lookup(name)
-    return entry.html if index is None else f"{entry.html}<sub>{index}</sub>"
+    loss = _loss(name)
+    head = entry.html if loss is None else f"{entry.html}<sup>({loss})</sup>"
+    return head if index is None else f"{head}<sub>{index}</sub>"

@@ -172,6 +172,82 @@ class SquaredError(sp.MatrixExpr):
         et = sp.Transpose(e)
         return sp.MatMul(self.scale, e, et) if self.scale != 1 else sp.MatMul(e, et)
 
+    # The code form: what the value and the pullback share, computed once, and the value over a
+    # batch of rows (tr(e eᵀ) sums every row's squares).
+    @property
+    def shared(self) -> Expr:
+        return self.residual
+
+    def total(self, shared: Expr | None) -> Any:
+        e = self.residual if shared is None else shared
+        return self.scale * sp.Trace(sp.MatMul(e, sp.Transpose(e)))
+
+    def _bptt_latex(self, printer: Any) -> str:
+        return printer._print(self.lowered())
+
+    def _bptt_text(self, printer: Any) -> str:
+        return printer._print(self.lowered())
+
+
+class LogSoftmax(sp.MatrixExpr):
+    """log softmax of a row, ō − log Σ_k exp(ō_k): what cross-entropy's value needs."""
+
+    def __new__(cls, arg: Expr) -> LogSoftmax:
+        return super().__new__(cls, arg)
+
+    @property
+    def arg(self) -> Expr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[Any, Any]:
+        return self.arg.shape
+
+    @staticmethod
+    def stable(o: Expr) -> Expr:
+        """ō − max ō − log Σ exp(ō − max ō): equal to log softmax, and exp cannot overflow."""
+        shifted = sp.MatAdd(o, sp.MatMul(-1, RowMax(o)))
+        total = RowSum(elementwise_exp(shifted))
+        return sp.MatAdd(shifted, sp.MatMul(-1, acts.elementwise(sp.log, total)))
+
+    def _bptt_latex(self, printer: Any) -> str:
+        return rf"\log \operatorname{{softmax}}({printer._print(self.arg)})"
+
+    def _bptt_text(self, printer: Any) -> str:
+        return f"log softmax({printer._print(self.arg)})"
+
+    def _bptt_numpy(self, printer: Any) -> str:
+        return f"_log_softmax({printer._print(self.arg)})"
+
+
+class CrossEntropy(sp.MatrixExpr):
+    """E = −c Σ_k d_k log softmax(ō)_k: softmax and cross-entropy fused into one operation, so
+    that its pullback is c (ȳ Σ_k d_k − d̄) with ȳ = softmax(ō) (a 1×1 matrix)."""
+
+    def __new__(cls, d: Expr, o: Expr, scale: Any = 1) -> CrossEntropy:
+        return super().__new__(cls, d, o, sp.sympify(scale))
+
+    @property
+    def scale(self) -> Any:
+        return self.args[2]
+
+    @property
+    def shape(self) -> tuple[Any, Any]:
+        return (sp.Integer(1), sp.Integer(1))
+
+    def lowered(self) -> Expr:
+        """−c d̄ (log softmax ō)ᵀ."""
+        d, o = self.args[0], self.args[1]
+        return sp.MatMul(-self.scale, d, sp.Transpose(LogSoftmax(o)))
+
+    # The code form: nothing shared with the pullback; the value over a batch of rows, from the
+    # overflow-safe log-softmax (logits of magnitude 1000 stay finite).
+    shared = None
+
+    def total(self, shared: Expr | None) -> Any:
+        d, o = self.args[0], self.args[1]
+        return -self.scale * sp.Trace(sp.MatMul(d, sp.Transpose(LogSoftmax(o))))
+
     def _bptt_latex(self, printer: Any) -> str:
         return printer._print(self.lowered())
 
@@ -329,6 +405,30 @@ class _SquaredError(Operation):
         return sp.Matrix([[e.scale * sum(v**2 for v in err)]])
 
 
+class _CrossEntropy(Operation):
+    """E = −c Σ_k d_k log softmax(ō)_k: ∂E/∂ō = c (ȳ Σ_k d_k − d̄), a row, with ȳ = softmax(ō);
+    ∂E/∂d̄ = −c log softmax(ō)."""
+
+    def operands(self, e: Expr) -> tuple[Expr, ...]:
+        return (e.args[0], e.args[1])
+
+    def jacobian(self, e: Expr, k: int, out: Expr) -> Expr:
+        d, o = e.args[0], e.args[1]
+        if k == 0:
+            return sp.MatMul(-e.scale, LogSoftmax(o))
+        return sp.MatMul(e.scale, sp.MatAdd(sp.HadamardProduct(RowSum(d), Softmax(o)), -d))
+
+    def pullback(self, e: Expr, k: int, u: Expr, out: Expr) -> Expr:
+        return mul(u, self.jacobian(e, k, out))
+
+    def explicit(self, e: Expr, values: list[Any], ctx: Context) -> sp.Matrix:
+        d, o = values
+        total = sum(sp.exp(v) for v in o)
+        return sp.Matrix(
+            [[-e.scale * sum(dk * (ok - sp.log(total)) for dk, ok in zip(d, o, strict=True))]]
+        )
+
+
 class _Explicit(Operation):
     """Nodes of results and numeric forms that are evaluated but never differentiated."""
 
@@ -354,6 +454,8 @@ OPERATIONS: dict[type, Operation] = {
     ElementwiseApplyFunction: _Elementwise(),
     Softmax: _Softmax(),
     SquaredError: _SquaredError(),
+    CrossEntropy: _CrossEntropy(),
+    LogSoftmax: _Explicit(lambda e, v, c: softmax_row(v[0]).applyfunc(sp.log)),
     sp.Transpose: _Explicit(lambda e, v, c: v[0].T),
     DiagMatrix: _Explicit(lambda e, v, c: sp.diag(*v[0])),
     sp.HadamardPower: _Explicit(lambda e, v, c: v[0].applyfunc(lambda q: q**e.exp)),
@@ -469,7 +571,8 @@ def evaluate(e: Expr, binding: Mapping[Any, sp.Matrix], ctx: Context) -> sp.Matr
 
 
 def numeric_forms(e: Expr, activation: acts.Activation) -> tuple[NumericForm, ...]:
-    """The numeric forms generated code runs for the operations in ``e``: Φ's, and softmax's."""
+    """The numeric forms generated code runs for the operations in ``e``: Φ's, softmax's and
+    cross-entropy's (log-softmax)."""
     forms: list[NumericForm] = []
     nodes = list(sp.preorder_traversal(e))
     if any(
@@ -477,9 +580,15 @@ def numeric_forms(e: Expr, activation: acts.Activation) -> tuple[NumericForm, ..
         for n in nodes
     ):
         forms.extend(activation.numeric_forms())
+    a = acts.ARGUMENT
     if any(isinstance(n, Softmax) for n in nodes):
-        a = acts.ARGUMENT
         forms.append(
             NumericForm("softmax: row maximum subtracted", Softmax.stable(a), Softmax(a), a)
+        )
+    if any(isinstance(n, CrossEntropy | LogSoftmax) for n in nodes):
+        forms.append(
+            NumericForm(
+                "log-softmax: row maximum subtracted", LogSoftmax.stable(a), LogSoftmax(a), a
+            )
         )
     return tuple(forms)

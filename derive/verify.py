@@ -51,9 +51,10 @@ Binding = dict[sp.MatrixSymbol, sp.Matrix]
 
 
 def ground_truth(ex: m.Explicit) -> dict[str, sp.Matrix]:
-    """∂E/∂w by ``sympy.diff`` of the explicit scalar loss, one entry per weight entry w."""
+    """∂E/∂w by ``sympy.diff`` of the explicit scalar loss, one entry per weight entry w; under
+    truncation the constant rows standing for s̄_{t−K} are given their values after the diff."""
     return {
-        w.name: ex.values[w].applyfunc(lambda entry: sp.diff(ex.loss, entry))
+        w.name: ex.values[w].applyfunc(lambda entry: sp.diff(ex.loss, entry).xreplace(ex.constants))
         for w in ex.statement.weights
     }
 
@@ -123,11 +124,33 @@ def collected_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
 
 
 def generic_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
-    """The generic step at t = N, N − 1, …, 1 (the t = N lines first), then the sums over t."""
+    """The generic step at t = N, N − 1, …, 1 (the t = N lines first), then the sums over t.
+    Truncated at K: for each loss step u, its seed lines at t = u and its carry lines at
+    t = u − 1, …, u − K + 1, then each sum over u's window."""
     ctx = _context(derivation, ex)
     gen, n = derivation.closed.generic, derivation.config.steps
+    window = derivation.config.window
+
+    def lanes(binding: Binding) -> dict[str, sp.Matrix]:
+        out = {w.name: sp.zeros(*binding[w].shape) for w in derivation.statement.weights}
+        for u in derivation.config.loss_terms:
+            local = dict(binding)
+            steps = list(range(u, max(1, u - window + 1) - 1, -1))  # type: ignore[operator]
+            for k in steps:
+                for line in gen.seed if k == u else gen.carry:
+                    at = {m.t: k}
+                    target = m.instantiate(line.target, at)
+                    local[target] = ops.evaluate(m.instantiate(line.expression, at), local, ctx)
+            for name, sums in gen.lane_sums.items():
+                for part in sums:
+                    for k in steps if part.steps == "window" else [u]:
+                        summand = m.instantiate(part.summand, {m.t: k})
+                        out[name] += ops.evaluate(summand, local, ctx)
+        return out
 
     def run(binding: Binding) -> dict[str, sp.Matrix]:
+        if window is not None:
+            return lanes(binding)
         local = dict(binding)
         for k in range(n, 0, -1):
             lines, at = (gen.last, {m.N: n}) if k == n else (gen.step, {m.t: k})

@@ -51,6 +51,7 @@ STAGES: dict[str, int] = {
     "derive.notes.general": 8,
     "derive.notes.verification": 8,
     "derive.notes.code_map": 8,
+    "derive.notes.variant": 8,
     # 9-10: assembly, and the ways in
     "derive.generate": 9,
     "derive.notes_pdf": 10,

@@ -10,8 +10,14 @@ import pytest
 from gradcheck import random_problem
 
 from generated import bptt, bptt_e3
+from generated import bptt_tanh_linear_se_all_c1_Tany_K5 as truncated
+from generated import bptt_tanh_softmax_ce_all_c1_Tany as classifier
 
-MODULES = pytest.mark.parametrize("mod", [bptt, bptt_e3], ids=["bptt", "bptt_e3"])
+MODULES = pytest.mark.parametrize(
+    "mod",
+    [bptt, bptt_e3, classifier, truncated],
+    ids=["bptt", "bptt_e3", "classifier", "truncated"],
+)
 
 
 def _problem(batch: int | None = None, with_s0: bool = True) -> tuple[Any, ...]:
@@ -39,16 +45,20 @@ def test_configs() -> None:
         "steps": 3,
         "activation": "tanh",
         "output": "linear",
+        "loss": "squared-error",
         "scale": 1.0,
         "loss_steps": "last",
+        "truncate": None,
         "backend": "numpy",
     }
     assert bptt.CONFIG == {
         "steps": None,
         "activation": "tanh",
         "output": "linear",
+        "loss": "squared-error",
         "scale": 1.0,
         "loss_steps": "all",
+        "truncate": None,
         "backend": "numpy",
     }
 

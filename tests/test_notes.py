@@ -182,7 +182,7 @@ def test_derived_formulas_come_from_the_printer() -> None:
 def test_the_templates_type_no_notation() -> None:
     """Notation lives in the printer's table: the templates only place printed strings."""
     for path in sorted((ROOT / "templates").glob("*.jinja")):
-        if not (path.name.startswith("notes") or path.name == "_macros.jinja"):
+        if not (path.name.startswith(("notes", "variant")) or path.name == "_macros.jinja"):
             continue
         static = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", path.read_text(), flags=re.S)
         for notation in (r"\\bar\b", r"\\partial", r"\\odot", r"\\top\b", r"\\Phi", r"\\delta"):

@@ -52,12 +52,18 @@ class NumPyBackend(Backend):
 BACKENDS: dict[str, Backend] = {"numpy": NumPyBackend("numpy")}
 
 
-def module_name(config: Config, *, loop: bool) -> str:
-    """A file name for a configuration: ``bptt_<activation>_<output>_<loss>_c<c>_T<steps>``."""
+def module_name(config: Config, *, loop: bool, backend: str = "numpy") -> str:
+    """A file name for a configuration:
+    ``bptt_<activation>_<output>_<se|ce>_<loss steps>_c<c>_T<steps>[_K<truncate>][_<backend>]``
+    (the NumPy backend's modules carry no backend suffix)."""
     act = re.sub(r"\W+", "", config.activation_name.lower())[:24] or "user"
+    loss = {"squared-error": "se", "cross-entropy": "ce"}[config.loss]
     scale = str(config.scale).replace("/", "over")
     steps = "any" if loop else str(config.steps)
-    return f"bptt_{act}_{config.output}_{config.loss_steps}_c{scale}_T{steps}"
+    window = "" if config.truncate is None else f"_K{config.truncate}"
+    suffix = "" if backend == "numpy" else f"_{backend}"
+    name = f"bptt_{act}_{config.output}_{loss}_{config.loss_steps}_c{scale}_T{steps}"
+    return f"{name}{window}{suffix}"
 
 
 def package_init(module_files: Sequence[str]) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy as sp
@@ -30,6 +30,7 @@ from derive.codegen.numpy_module import Block, ModuleBase, base
 from derive.codegen.plan import OVER, Statement
 from derive.codegen.plan_loop import LoopPlan
 from derive.derivation import Derivation
+from derive.errors import GenerationError
 from derive.printing.numpy import BPTTNumPyPrinter
 from derive.printing.text import text
 
@@ -58,6 +59,9 @@ class Loop:
     cached: str
     comments: tuple[str, ...]
     lines: tuple[str, ...]
+    source: str = ""  # what gradients() loops over (the cached views, maybe a part of them)
+    before: tuple[str, ...] = ()  # lines before the loop
+    after: tuple[str, ...] = ()  # lines after it
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class LoopContext(ModuleBase):
     backward_loop: Loop
     gradient_blocks: tuple[Block, ...]
     results: str
+    lanes_dim: str  # truncated BPTT over Σ_t E_t: the lanes' row length, else ""
 
 
 class _Storage:
@@ -88,18 +93,15 @@ class _Storage:
     def __init__(self, plan: LoopPlan) -> None:
         self.plan = plan
         self.given = {*plan.inputs, *plan.targets}
-        step_kinds = ("all", "forward", "backward")
-        self.buffered = (
-            {self.base(st.target) for st in _all(plan) if st.over in step_kinds}
-            - self.given
-            - {None}
-        )
+        step_kinds = ("all", "forward", "backward", "window")
+        # forward() writes its outputs into fresh arrays, which it returns: no buffers for them.
+        kept = [*plan.forward, *plan.loss, *plan.backward, *plan.gradients]
+        targets = {self.base(st.target): st.over for st in kept}
+        self.buffered = {
+            b for st in kept if st.over in step_kinds and (b := self.base(st.target))
+        } - self.given
         # A last-step statement writes into the buffer its quantity has anyway.
-        self.locals_at_last = (
-            {self.base(st.target) for st in _all(plan) if st.over == "last"}
-            - self.buffered
-            - {None}
-        )
+        self.locals_at_last = {b for b in targets if b and b not in self.buffered}
 
     def base(self, symbol: Any) -> str | None:
         found = self.plan.step_of(symbol)
@@ -127,9 +129,9 @@ class _Storage:
             return f"{b}[T - 1]"
         if where == "forward":
             return f"{b}_prev" if k == t - 1 else f"{b}_t"
-        if where == "backward":
+        if where in ("backward", "window"):
             return f"{b}_next" if k == t + 1 else f"{b}_t"
-        return f"{b}_{sp.sstr(k)}"
+        raise GenerationError(f"no storage for {symbol} in a statement computed {where!r}")
 
     def rename(self, expr: Any, where: str, part: str = "") -> Any:
         mapping = {}
@@ -267,6 +269,76 @@ def _loop(
         f"list(zip({cached}, strict=True))",
         tuple(comments),
         tuple(lines),
+        f'w["{key}"]',
+    )
+
+
+def _lanes(
+    plan: LoopPlan, printer: _Printer, statements: Sequence[Statement], transposed: dict[str, str]
+) -> Loop:
+    """Truncated BPTT for Σ_t E_t: at step t, lane a holds δ^(t+a)_t, the share of the loss
+    step t + a, for a = 0 … K − 1 (K = min(_WINDOW, T)). Lane 0 is the seed, already in δ_t;
+    lanes 1 … K − 1 are lanes 0 … K − 2 of step t + 1 carried back, all in one matrix product
+    ((K − 1)·B rows) and one product with step t's factors; δ_t becomes the sum of its lanes, and
+    the sums over steps then sum over every window. Two lane stacks alternate."""
+    (st,) = statements
+    t = m.t
+    expr = st.expr
+    if not isinstance(expr, sp.HadamardProduct):
+        raise GenerationError(f"a windowed recurrence needs a ⊙ of the carried part: {expr}")
+    reads = [
+        a
+        for a in expr.args
+        if any(
+            (f := plan.step_of(x)) is not None and f[1] == t + 1 for x in a.atoms(sp.MatrixSymbol)
+        )
+    ]
+    if len(reads) != 1:
+        raise GenerationError(f"a windowed recurrence needs one carried factor: {expr}")
+    carried = reads[0]
+    others = [a for a in expr.args if a is not carried]
+    copies = {}
+    for w, n in transposed.items():
+        rows, cols = _shape(plan, w)
+        copies[sp.Transpose(sp.MatrixSymbol(w, rows, cols))] = sp.MatrixSymbol(n, cols, rows)
+    b = printer.storage.base(st.target)
+    lane_names = {}
+    for x in carried.atoms(sp.MatrixSymbol):
+        found = plan.step_of(x)
+        if found is not None and found[1] == t + 1:
+            lane_names[x] = sp.MatrixSymbol("lanes_next", *x.shape)
+    product = printer.storage.rename(carried.xreplace(copies).xreplace(lane_names), "backward")
+    lines = [*printer.p.inplace("lanes_rows", product)]
+    factor_views: dict[str, str] = {}
+    for f in others:
+        renamed = printer.storage.rename(f, "backward")
+        for x in f.atoms(sp.MatrixSymbol):
+            found = plan.step_of(x)
+            if found is not None and found[1] == t:
+                factor_views[f"{found[0]}_t"] = found[0]
+        lines.append(f"lanes_rest *= {printer.p.doprint(renamed)}")
+    lines += [f"np.copyto(lanes_first, {b}_t)", f"{b}_t += lanes_rest.sum(axis=0)"]
+    views = ", ".join(f'arrays["{a}"][-2::-1]' for a in factor_views.values())
+    names = ", ".join(
+        ["lanes_rows", "lanes_next", "lanes_rest", "lanes_first", f"{b}_t", *factor_views]
+    )
+    cached = (
+        f'list(zip(*_lane_views(arrays["lanes"], B, T), arrays["{b}"][-2::-1], {views}, '
+        "strict=True))"
+    )
+    return Loop(
+        names,
+        "",
+        "window_steps",
+        cached,
+        (*printer.comment(st), f"# {st.labels[0]}: every loss step's window at once, in lanes"),
+        tuple(lines),
+        'w["window_steps"]',
+        (
+            'lanes = w["lanes"]',
+            f"np.copyto(lanes[1][0], {b}[T - 1])  # the last step: its own seed only",
+            "lanes[1][1:] = 0",
+        ),
     )
 
 
@@ -312,8 +384,8 @@ def context(
         for st in plan.outputs
     )
     loss = tuple(pr.block(st) for st in plan.loss)
-    head = [pr.block(st) for st in plan.backward if st.over != "backward"]
-    steps = [st for st in plan.backward if st.over == "backward"]
+    head = [pr.block(st) for st in plan.backward if st.over not in ("backward", "window")]
+    steps = [st for st in plan.backward if st.over in ("backward", "window")]
     transposed: dict[str, str] = {}
     for st in steps:
         for node in sp.preorder_traversal(st.expr):
@@ -336,7 +408,19 @@ def context(
                 ),
             )
         )
-    backward_loop = _loop(plan, pr, steps, "backward", "delta_steps", transposed)
+    windowed = [st for st in steps if st.over == "window"]
+    if not windowed:
+        backward_loop = _loop(plan, pr, steps, "backward", "delta_steps", transposed)
+    elif plan.loss_steps == "last":  # E_T alone: the recurrence stops K − 1 steps back
+        loop = _loop(plan, pr, steps, "backward", "delta_steps", transposed)
+        target = s.base(steps[0].target)
+        backward_loop = replace(
+            loop,
+            source=f'w["{loop.key}"][: _WINDOW - 1]',
+            after=(f"{target}[: max(T - _WINDOW, 0)] = 0  # beyond E_T's window",),
+        )
+    else:
+        backward_loop = _lanes(plan, pr, steps, transposed)
     gradient_blocks = tuple(pr.block(st) for st in plan.gradients)
 
     dims = {b: str(size) for b, size in plan.bases.items()}
@@ -396,7 +480,14 @@ def context(
         state_loop=state_loop,
         output=output,
         output_return=", ".join(
-            (state, *(f"{s.base(st.target)}2.reshape(T, B, -1)" for st in plan.outputs))
+            (
+                state,
+                *(
+                    f"{s.base(st.target)}2.reshape(T, B, -1)"
+                    for st in plan.outputs
+                    if s.base(st.target) in plan.outputs_returned
+                ),
+            )
         ),
         loss_locals=_locals(loss_lines, buffer_names, matrix_names),
         loss=loss,
@@ -405,4 +496,9 @@ def context(
         backward_loop=backward_loop,
         gradient_blocks=gradient_blocks,
         results=", ".join(("E", *(f"dE_d{w.name}" for w in plan.weights))),
+        lanes_dim=(
+            dims[s.base(steps[0].target)]  # type: ignore[index]
+            if backward_loop.key == "window_steps"
+            else ""
+        ),
     )

@@ -54,6 +54,7 @@ class ModuleBase:
     arguments: tuple[tuple[str, str, str], ...]
     config_items: tuple[tuple[str, str], ...]
     steps: int | None
+    window: int | None  # truncated BPTT's K
     loss_doc: str
     helpers: tuple[Helper, ...]
 
@@ -74,8 +75,10 @@ def config_items(d: Derivation, loop: bool) -> tuple[tuple[str, str], ...]:
         ("steps", "None" if loop else str(c.steps)),
         ("activation", repr(c.activation_name)),
         ("output", repr(c.output)),
+        ("loss", repr(c.loss)),
         ("scale", repr(float(c.scale))),
         ("loss_steps", repr(c.loss_steps)),
+        ("truncate", repr(c.truncate)),
         ("backend", repr("numpy")),
     )
 
@@ -83,20 +86,25 @@ def config_items(d: Derivation, loop: bool) -> tuple[tuple[str, str], ...]:
 def helpers(statements: Iterable[Statement], printer: BPTTNumPyPrinter) -> tuple[Helper, ...]:
     """The helper functions the statements' nodes call (softmax's stable form)."""
     nodes = {type(n) for st in statements for n in sp.preorder_traversal(st.expr)}
+    o = sp.MatrixSymbol("o", 1, sp.Symbol("n"))
+    known = (
+        (ops.Softmax, "_softmax", "softmax", ops.Softmax.stable(o)),
+        (ops.LogSoftmax, "_log_softmax", "log softmax", ops.LogSoftmax.stable(o)),
+    )
     out = []
-    if ops.Softmax in nodes:
-        o = sp.MatrixSymbol("o", 1, sp.Symbol("n"))
-        defs, (result,) = matrix_cse([ops.Softmax.stable(o)])
-        out.append(
-            Helper(
-                "_softmax",
-                "o",
-                "softmax along the last axis, its row maximum subtracted first so that exp "
-                "cannot overflow (the form the proof checks)",
-                tuple(f"{name} = {printer.doprint(e)}" for name, e in defs),
-                printer.doprint(result),
+    for node, name, what, stable in known:
+        if node in nodes:
+            defs, (result,) = matrix_cse([stable])
+            out.append(
+                Helper(
+                    name,
+                    "o",
+                    f"{what} along the last axis, the row maximum subtracted first (exp cannot "
+                    "overflow;\n    the form the proof checks)",
+                    tuple(f"{t} = {printer.doprint(e)}" for t, e in defs),
+                    printer.doprint(result),
+                )
             )
-        )
     return tuple(out)
 
 
@@ -128,6 +136,7 @@ def base(
         "arguments": text.arguments,
         "config_items": config_items(d, loop),
         "steps": None if loop else d.config.steps,
+        "window": d.config.truncate if loop else None,
         "loss_doc": loss,
         "helpers": helpers(statements, printer),
     }

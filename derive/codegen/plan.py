@@ -30,6 +30,7 @@ OVER = {
     "last": "at the last step only",
     "forward": "step by step, t = 1 … T, reading step t − 1",
     "backward": "step by step, t = T − 1 … 1, reading step t + 1",
+    "window": "for each loss step u, step by step back from t = u − 1 to u − K + 1",
     "sum": "a sum over every step",
     "at": "at one concrete step (straight-line code)",
 }
@@ -92,9 +93,10 @@ def loss_node(stmt: m.Statement) -> Any:
     return next(eq.rhs for eq in stmt.equations if eq.target == m.at(loss, m.t))
 
 
-def residual(stmt: m.Statement, k: Any) -> Any:
-    """d̄_k − ȳ_k: the loss's residual at step k (what its pullback and its value share)."""
-    return m.instantiate(loss_node(stmt).residual, {m.t: k})
+def loss_at(stmt: m.Statement, k: Any) -> Any:
+    """The loss operation at step k; its ``shared`` part (d̄_k − ȳ_k for the squared error, or
+    None) is what its value and its pullback both compute."""
+    return m.instantiate(loss_node(stmt), {m.t: k})
 
 
 def matrix_cse(exprs: Sequence[Any], prefix: str = "_t") -> tuple[list[tuple[str, Any]], list[Any]]:

@@ -29,7 +29,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from derive import activations as acts
 from derive import labels, ops
 from derive import model as m
-from derive.codegen.plan import Statement, code_equations, loss_node, residual, through_outputs
+from derive.codegen.plan import Statement, code_equations, loss_at, loss_node, through_outputs
 from derive.derivation import Derivation
 from derive.errors import GenerationError
 
@@ -44,6 +44,7 @@ class LoopPlan:
     targets: tuple[str, ...]
     weights: tuple[sp.MatrixSymbol, ...]
     loss_steps: str  # "all" or "last"
+    outputs_returned: tuple[str, ...]  # what forward() returns besides the states (ȳ)
     forward: tuple[Statement, ...]
     outputs: tuple[Statement, ...]
     loss: tuple[Statement, ...]
@@ -138,13 +139,15 @@ def _work(e: Any) -> bool:
     )
 
 
-def _inline_hidden(stmt: m.Statement) -> list[m.Equation]:
-    """The forward equations with every named intermediate (z̄_t, ō_t) substituted."""
+def _inline_hidden(stmt: m.Statement, keep: set[Any]) -> list[m.Equation]:
+    """The forward equations with every named intermediate (z̄_t, ō_t) substituted, except
+    those in ``keep`` (what the loss reads: ō_t for cross-entropy)."""
     equations = code_equations(stmt)
     hidden = {
         eq.target: eq.rhs
         for eq in equations
         if stmt.quantities[m.step_of(eq.target)[0]].role == "hidden"  # type: ignore[index]
+        and eq.target not in keep
     }
     out = []
     for eq in equations:
@@ -167,8 +170,9 @@ def plan(d: Derivation) -> LoopPlan:
     states = stmt.names("state")
 
     # Forward: what reads the previous step step by step, the rest for every step at once.
+    node = loss_node(stmt)
     forward_steps, outputs = [], []
-    for eq in _inline_hidden(stmt):
+    for eq in _inline_hidden(stmt, node.atoms(sp.MatrixSymbol)):
         if t - 1 in b.steps_in(eq.rhs):
             rhs = b.hoist(eq.rhs, t - 1, eq.label)
             forward_steps.append(Statement((eq.label,), eq.target, rhs, "forward"))
@@ -177,35 +181,97 @@ def plan(d: Derivation) -> LoopPlan:
     forward = [*b.hoist_defs, *forward_steps]
     b.hoist_defs = []
 
-    # Loss (Eq. 35) at the loss's steps: ȳ, the residual e = d̄ − ȳ, E = c Σ tr(e eᵀ).
-    node = loss_node(stmt)
-    b.bases["e"] = node.residual.shape[1]
+    # Loss (Eq. 35) at the loss's steps, from the loss operation's code form: what its value and
+    # its pullback share (the residual e = d̄ − ȳ of the squared error), then E = Σ value.
     where, k = ("all", t) if every else ("last", N)
+    at_k = loss_at(stmt, k)
+    value, errors = at_k.total(None), {}
+    if at_k.shared is not None:
+        b.bases["e"] = at_k.shared.shape[1]
+        value = at_k.total(b.at("e", k))
+        errors = {loss_at(stmt, j).shared: b.at("e", j) for j in (t, N)}
     loss = [
-        Statement(
-            st.labels, b.instantiate(st.target, {t: k}), b.instantiate(st.expr, {t: k}), where
-        )
-        for st in outputs
+        Statement((labels.LOSS,), sp.MatrixSymbol("E", 1, 1), value, "sum" if every else "last")
     ]
-    e_k = b.at("e", k)
-    loss.append(Statement((labels.LOSS,), e_k, residual(stmt, k), where))
-    total = node.scale * sp.Trace(e_k * e_k.T)
-    loss.append(
-        Statement((labels.LOSS,), sp.MatrixSymbol("E", 1, 1), total, "sum" if every else "last")
-    )
-    errors = {residual(stmt, k): b.at("e", k) for k in (t, N)}
+    if at_k.shared is not None:
+        loss.insert(0, Statement((labels.LOSS,), b.at("e", k), at_k.shared, where))
+    reads = {s for st in loss for s in st.expr.atoms(sp.MatrixSymbol)}
+    for st in reversed(outputs):  # what the loss reads of the outputs, at the loss's steps
+        at_loss = b.instantiate(st.target, {t: k})
+        if at_loss in reads:
+            loss.insert(0, Statement(st.labels, at_loss, b.instantiate(st.expr, {t: k}), where))
+            reads |= b.instantiate(st.expr, {t: k}).atoms(sp.MatrixSymbol)
 
     def prepared(line: Any) -> Any:
         return through_outputs(line, stmt).xreplace(errors)
 
     # Backward: the generic step's lines.
     gen = d.closed.generic
+    window = d.config.truncate
+    if window is None:
+        backward_all, backward_last, backward_steps = _full(b, gen, every, prepared)
+    else:
+        backward_all, backward_last, backward_steps = _windowed(b, gen, every, prepared)
+    hoisted = b.hoist_defs
+
+    # Every quantity the backward pass reads but neither the forward pass nor the loss computed
+    # (z̄_t when Φ' cannot be written through s̄_t; ȳ_t when the loss read ō_t), from the model.
+    kept = {
+        st.target
+        for st in [*forward, *loss, *backward_all, *hoisted, *backward_steps, *backward_last]
+    }
+    given = {*states, *stmt.names("input"), *stmt.names("target")}
+    recomputed = _recompute(
+        b, [*hoisted, *backward_all, *backward_last, *backward_steps], kept, given
+    )
+
+    # ∂E/∂W: each sum over steps (or its term at t = N alone). Truncated, δ_t holds every loss
+    # step's share at step t (Σ_u δ^(u)_t), so the sums over windows are sums over steps.
+    sums = []
+    for w in stmt.weights:
+        label_pair = labels.SUM_LABELS[w.name]
+        parts = gen.sums[w.name] if window is None else gen.lane_sums[w.name]
+        for part in parts:
+            target = sp.MatrixSymbol(f"dE_d{w.name}", *w.shape)
+            over = "last" if part.steps == "last" or (part.steps == "own" and not every) else "sum"
+            summand = part.summand
+            if over == "last" and window is not None:
+                summand = m.instantiate(summand, {t: N})
+            sums.append(Statement(label_pair, target, ops.tidy(prepared(summand)), over))
+
+    backward = [
+        *_in_order(b, [*recomputed, *backward_all, *hoisted]),
+        *backward_last,
+        *backward_steps,
+    ]
+    backward, sums = _fold(b, backward, sums)
+    return LoopPlan(
+        bases=dict(b.bases),
+        states=states,
+        inputs=stmt.names("input"),
+        targets=stmt.names("target"),
+        weights=stmt.weights,
+        loss_steps=d.config.loss_steps,
+        outputs_returned=stmt.names("output"),
+        forward=tuple(forward),
+        outputs=tuple(outputs),
+        loss=tuple(loss),
+        backward=tuple(backward),
+        gradients=tuple(sums),
+    )
+
+
+def _full(
+    b: _Builder, gen: Any, every: bool, prepared: Any
+) -> tuple[list[Statement], list[Statement], list[Statement]]:
+    """Full BPTT: an adjoint that reads nothing of step t + 1 (g_t) for every step at once, one
+    that does (δ_t) step by step with its other pieces hoisted, its line at t = N reusing them."""
+    t, N = m.t, m.N
     step_lines = {line.target: prepared(line.expression) for line in gen.step}
     last_lines = {line.target: prepared(line.expression) for line in gen.last}
     backward_all, backward_steps, backward_last = [], [], []
     for target, expr in step_lines.items():
-        name = str(target.name).rpartition("_")[0]
-        label = _adjoint_label(name)
+        label = _adjoint_label(str(target.name).rpartition("_")[0])
         at_n = b.instantiate(target, {t: N})
         if t + 1 not in b.steps_in(expr):  # reads nothing of step t + 1: every step at once
             if last_lines.get(at_n) != b.instantiate(expr, {t: N}):
@@ -220,59 +286,83 @@ def plan(d: Derivation) -> LoopPlan:
         if target not in covered:
             label = _adjoint_label(str(target.name).rpartition("_")[0])
             backward_last.append(Statement((label,), target, b.reuse(expr, N), "last"))
-    hoisted = b.hoist_defs
-
-    # Every intermediate the backward pass reads but the forward pass did not keep (z̄_t when Φ'
-    # cannot be written through s̄_t), for every step at once.
-    kept = {*states, *stmt.names("input"), *stmt.names("target"), "e"}
-    kept |= {str(st.target.name).rpartition("_")[0] for st in [*forward, *outputs]}
-    kept |= {str(st.target.name).rpartition("_")[0] for st in [*backward_all, *hoisted]}
-    kept |= {str(st.target.name).rpartition("_")[0] for st in [*backward_steps, *backward_last]}
-    recomputed = _recompute(b, [*hoisted, *backward_all, *backward_last, *backward_steps], kept)
-
-    # ∂E/∂W: each sum over steps (or its term at t = N alone).
-    sums = []
-    for w in stmt.weights:
-        label_pair = labels.SUM_LABELS[w.name]
-        for part in gen.sums[w.name]:
-            target = sp.MatrixSymbol(f"dE_d{w.name}", *w.shape)
-            over = "sum" if part.steps == "all" else "last"
-            sums.append(Statement(label_pair, target, ops.tidy(prepared(part.summand)), over))
-
-    backward = [*recomputed, *backward_all, *hoisted, *backward_last, *backward_steps]
-    backward, sums = _fold(b, backward, sums)
-    return LoopPlan(
-        bases=dict(b.bases),
-        states=states,
-        inputs=stmt.names("input"),
-        targets=stmt.names("target"),
-        weights=stmt.weights,
-        loss_steps=d.config.loss_steps,
-        forward=tuple(forward),
-        outputs=tuple(outputs),
-        loss=tuple(loss),
-        backward=tuple(backward),
-        gradients=tuple(sums),
-    )
+    return backward_all, backward_last, backward_steps
 
 
-def _recompute(b: _Builder, statements: list[Statement], kept: set[str]) -> list[Statement]:
-    """Statements for every step at once of the quantities ``statements`` read but no earlier
-    statement keeps, from the model's equations (the forward pass's hoisted pieces reused)."""
+def _windowed(
+    b: _Builder, gen: Any, every: bool, prepared: Any
+) -> tuple[list[Statement], list[Statement], list[Statement]]:
+    """Truncated BPTT: each loss step u's adjoints start at t = u from its seed lines and are
+    carried back K − 1 steps. The seed lines hold for every loss step at once (``all``, or at
+    t = N alone for E_N); the carry lines run over a ``window`` of K steps per loss step (for
+    Σ_t E_t, every loss step's window at once); their other pieces are hoisted as before."""
+    t, N = m.t, m.N
+    carry = [
+        Statement(
+            (_adjoint_label(str(line.target.name).rpartition("_")[0]),),
+            line.target,
+            b.hoist(prepared(line.expression), t + 1, labels.DELTA),
+            "window",
+        )
+        for line in gen.carry
+    ]
+    seeds = []
+    for line in gen.seed:
+        label = _adjoint_label(str(line.target.name).rpartition("_")[0])
+        if every:
+            seeds.append(
+                Statement((label,), line.target, b.reuse(prepared(line.expression), t), "all")
+            )
+        else:
+            target = m.instantiate(line.target, {t: N})
+            expr = b.reuse(prepared(m.instantiate(line.expression, {t: N})), N)
+            seeds.append(Statement((label,), target, expr, "last"))
+    return (seeds, [], carry) if every else ([], seeds, carry)
+
+
+def _in_order(b: _Builder, statements: list[Statement]) -> list[Statement]:
+    """The statements, each after those whose quantities it reads (stable otherwise)."""
+    base = {id(st): str(st.target.name).rpartition("_")[0] for st in statements}
+    out: list[Statement] = []
+    todo = list(statements)
+    while todo:
+        for st in todo:
+            reads = {str(s.name).rpartition("_")[0] for s in st.expr.atoms(sp.MatrixSymbol)}
+            waiting = [o for o in todo if o is not st and base[id(o)] in reads]
+            if not waiting:
+                out.append(st)
+                todo.remove(st)
+                break
+        else:
+            raise GenerationError(f"statements read each other: {todo}")
+    return out
+
+
+def _recompute(
+    b: _Builder, statements: list[Statement], kept: set[Any], given: set[str]
+) -> list[Statement]:
+    """Statements of the quantities ``statements`` read but no earlier statement computes, from
+    the model's equations (the forward pass's hoisted pieces reused): for every step at once,
+    or at the last step alone for what is read there only."""
     out: list[Statement] = []
     defined = {eq.target: eq for eq in b.stmt.equations}
+    every = {found[0] for s in kept if (found := m.step_of(s)) is not None and found[1] == m.t}
     todo = [s for st in statements for s in st.expr.atoms(sp.MatrixSymbol)]
     while todo:
         sym = todo.pop()
         found = m.step_of(sym)
-        if found is None or found[0] in kept:
+        if found is None or found[0] in given or found[0] in every or sym in kept:
             continue
-        eq = defined.get(m.at(found[0], m.t))
+        name, step = found
+        eq = defined.get(m.at(name, m.t))
         if eq is None:
             raise GenerationError(f"the backward pass reads {sym}, which nothing computes")
-        kept.add(found[0])
-        rhs = b.reuse(eq.rhs, m.t)
-        out.insert(0, Statement((eq.label,), eq.target, rhs, "all"))
+        kept.add(sym)
+        if step == m.N:
+            target, rhs, over = sym, b.reuse(m.instantiate(eq.rhs, {m.t: m.N}), m.N), "last"
+        else:
+            target, rhs, over = eq.target, b.reuse(eq.rhs, m.t), "all"
+        out.insert(0, Statement((eq.label,), target, rhs, over))
         todo.extend(rhs.atoms(sp.MatrixSymbol))
     return out
 

@@ -21,10 +21,9 @@ from derive.codegen.plan import (
     Statement,
     code_equations,
     free_names,
-    loss_node,
+    loss_at,
     matrix_cse,
     prune,
-    residual,
     symbol,
     through_outputs,
 )
@@ -62,19 +61,23 @@ def _forward(d: Derivation) -> list[Statement]:
     ]
 
 
-def _loss(d: Derivation) -> list[Statement]:
-    """Eq. 35 summed over the loss's steps: ``_e{k} = d̄_k − ȳ_k`` and ``E = c Σ_k tr(e eᵀ)``.
-
-    tr(e eᵀ) of a row-stacked e sums the batch's rows (the printer writes it as a dot product).
-    """
-    node = loss_node(d.statement)
-    out, total = [], sp.Integer(0)
+def _loss(d: Derivation) -> tuple[list[Statement], dict[Any, Any]]:
+    """Eq. 35 summed over the loss's steps, from the loss operation's code form: what its value
+    and its pullback share, ``_e{k} = d̄_k − ȳ_k`` for the squared error, named once; then
+    ``E = Σ_k value``. A trace tr(a bᵀ) of row-stacked a, b sums over the batch's rows (the
+    printer writes it as a dot product). Returns the statements and {shared part: its name}."""
+    out, total, names = [], sp.Integer(0), {}
     for k in d.config.loss_terms:
-        e = symbol(f"_e{k}", node.residual)
-        out.append(Statement((labels.LOSS,), e, residual(d.statement, k), "at"))
-        total += sp.Trace(e * e.T)
-    out.append(Statement((labels.LOSS,), sp.MatrixSymbol("E", 1, 1), node.scale * total, "at"))
-    return out
+        node = loss_at(d.statement, k)
+        shared = node.shared
+        if shared is not None:
+            e = symbol(f"_e{k}", shared)
+            out.append(Statement((labels.LOSS,), e, shared, "at"))
+            names[shared] = e
+            shared = e
+        total += node.total(shared)
+    out.append(Statement((labels.LOSS,), sp.MatrixSymbol("E", 1, 1), total, "at"))
+    return out, names
 
 
 def _term_labels(d: Derivation, weight: str, n_terms: int) -> tuple[list[str], str]:
@@ -103,14 +106,10 @@ def _leibniz(factors: Any) -> str:
 def plan(d: Derivation) -> StraightPlan:
     n = d.config.steps
     fwd = _forward(d)
-    loss = _loss(d)
+    loss, errors = _loss(d)
     # The expanded terms with Φ' through s̄_t, the residual d̄_t − ȳ_t of Eq. 35 reused, and the
     # factors they share named once (cse over all of them at once).
     order = ("W_y", "W_s", "W_x")
-    errors = {
-        residual(d.statement, k): st.target
-        for k, st in zip(d.config.loss_terms, loss, strict=False)
-    }
     exprs = [
         through_outputs(e, d.statement).xreplace(errors)
         for w in order
@@ -172,15 +171,15 @@ def plan(d: Derivation) -> StraightPlan:
     needed = {name for b in blocks for st in b.statements for name in free_names(st.expr)}
     (y_name,) = d.statement.names("output")
     (s_name,) = d.statement.names("state")
-    outputs = {f"{y_name}_{k}" for k in d.config.loss_terms}
+    loss_reads = {name for st in loss for name in free_names(st.expr)}
     states = tuple(f"{s_name}_{k}" for k in range(1, n + 1))
     ys = tuple(f"{y_name}_{k}" for k in range(1, n + 1))
-    gradient_fwd = prune(fwd, needed | outputs)
+    gradient_fwd = prune(fwd, needed | loss_reads)
     return StraightPlan(
         steps=n,
         forward=tuple(prune(fwd, set(states) | set(ys))),
         forward_returns=(states, ys),
-        loss=(*prune(fwd, outputs), *loss),
+        loss=(*prune(fwd, loss_reads), *loss),
         gradients=(
             Block((), (*gradient_fwd, *loss)),
             *blocks,

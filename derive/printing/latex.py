@@ -223,9 +223,25 @@ class BPTTLatexPrinter(LatexPrinter):
         return (_negative(term), rank)
 
     def _print_HadamardProduct(self, expr: sp.HadamardProduct) -> str:
-        """The Hadamard (entry-wise) product as ⊙; products and sums inside are grouped."""
-        parts = [_group(self._print(a)) if _needs_group(a) else self._print(a) for a in expr.args]
-        return f" {_BREAK_OP}\\odot ".join(parts)
+        """The Hadamard (entry-wise) product as ⊙; products and sums inside are grouped. A row
+        sum (every entry the same number) multiplies as that number, in front."""
+        sums = [a for a in expr.args if isinstance(a, ops.RowSum)]
+        rest = [a for a in expr.args if not isinstance(a, ops.RowSum)]
+        parts = [_group(self._print(a)) if _needs_group(a) else self._print(a) for a in rest]
+        body = f" {_BREAK_OP}\\odot ".join(parts)
+        if sums:
+            scalar = " ".join(self._print(a) for a in sums)
+            return f"{scalar} {_group(body) if len(rest) > 1 else body}"
+        return body
+
+    def _print_RowSum(self, expr: ops.RowSum) -> str:
+        """The sum of a row's entries, v̄ 1 (1 a column of ones)."""
+        ones = r" \mathbf{1}"
+        return _group(self._print(expr.args[0]) + ones)
+
+    def _print_RowMax(self, expr: ops.RowMax) -> str:
+        """The largest entry of a row."""
+        return r"\max " + _group(self._print(expr.args[0]))
 
     def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
         """An entry-wise power, (d̄_t − ȳ_t)^2 as the lecture writes the squared error."""

@@ -153,13 +153,14 @@ class BPTTNumPyPrinter(NumPyPrinter):
         return str(super().parenthesize(item, level, strict))
 
     def _print_Trace(self, expr: sp.Trace) -> str:
-        """tr(e eᵀ) = tr(eᵀ e) = Σ of all squared entries of e: Eq. 35 summed over the batch."""
+        """tr(a bᵀ) = Σ of the entries of a ⊙ b, over a batch's rows too: Eq. 35 as a dot
+        product (tr(e eᵀ) is the sum of the squared residuals)."""
         arg = expr.arg
-        if isinstance(arg, sp.MatMul) and len(arg.args) == 2 and arg.args[0].T == arg.args[1]:
-            e = next(a for a in arg.args if a.shape[0] == 1)
-            text = self._print(e)
-            return f"np.vdot({text}, {text})"
-        raise TypeError(f"only tr(e eᵀ) can be printed, got {expr}")
+        if isinstance(arg, sp.MatMul) and len(arg.args) == 2:
+            a, b = arg.args
+            if isinstance(b, sp.Transpose) and a.shape[0] == 1:
+                return f"np.vdot({self._print(a)}, {self._print(b.arg)})"
+        raise TypeError(f"only tr(a bᵀ) of two rows can be printed, got {expr}")
 
     def _print_Max(self, expr: sp.Max) -> str:
         """Elementwise maximum of two operands (ReLU)."""
