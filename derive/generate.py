@@ -86,7 +86,16 @@ def standard_files() -> dict[str, str]:
     lecture_modules = {f"{m.name}.py": modules[f"{m.name}.py"] for m in MODULES[:2]}
     lecture_checks = tuple(c for c in checks if c.module in lecture_modules)
     files.update(
-        notes.notes_files(notes.NotesInput(lecture, total, proofs, lecture_checks, lecture_modules))
+        notes.notes_files(
+            notes.NotesInput(
+                lecture,
+                total,
+                proofs,
+                lecture_checks,
+                lecture_modules,
+                tuple(f"{v.name}.py" for v in VARIANTS),
+            )
+        )
     )
     for v in VARIANTS:
         proof = prove(derive(variant_proof_config(v.config)), VARIANT_SIZES, points=VARIANT_POINTS)

@@ -24,6 +24,8 @@ W_X_TERMS = ("Eq. 43", "Eq. 44", "Eq. 45")  # numbers inferred in EQUATIONS.md
 W_X_SUM = "Eq. 46"
 W_X_GENERAL = "Eq. 47"
 
+MINI_BATCH = "Eq. 61"  # δ_ij = (1/M) Σ_k δ_ij_k, the gradient averaged over a mini-batch
+
 # Our own results.
 OUTPUT_GRADIENT = "R1"  # g_t = ∂E/∂ō_t
 DELTA = "R2"  # δ_N = (g_N W_yᵀ) ⊙ Φ'(z̄_N), δ_t = (δ_{t+1} W_sᵀ [+ g_t W_yᵀ]) ⊙ Φ'(z̄_t)

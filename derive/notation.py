@@ -42,6 +42,7 @@ NOTATION: dict[str, Notation] = {
     "W_s": Notation("W_s", "W_s", "W<sub>s</sub>", "state-to-state weights"),
     "W_y": Notation("W_y", "W_y", "W<sub>y</sub>", "state-to-output weights"),
     "U": Notation("U", "U", "U", "the row gradient a factor receives"),
+    "W": Notation("W", "W", "W"),  # any one of the weights
 }
 
 _RANK = {name: rank for rank, name in enumerate(NOTATION)}

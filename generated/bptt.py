@@ -106,6 +106,7 @@ def gradients(
     a = _prepare(x, d, W_x, W_s, W_y, s0)
     E, dE_dW_x, dE_dW_s, dE_dW_y = _gradients(a.x, a.d, a.W_x, a.W_s, a.W_y, a.s_0)
     if mean:
+        # Eq. 61: the mean over the mini-batch, ∂E/∂W = (1/M) Σ_k ∂E_k/∂W
         M = a.x.shape[1]
         E /= M
         for g in (dE_dW_x, dE_dW_s, dE_dW_y):

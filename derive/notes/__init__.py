@@ -49,6 +49,7 @@ class NotesInput:
     proofs: tuple[Proof, ...]
     checks: tuple[CheckResult, ...]
     modules: Mapping[str, str]  # generated file name → source
+    variants: tuple[str, ...] = ()  # the variant modules' file names, each with a page
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class NotesContext:
     g: Display  # R1
     delta: Display  # R2
     collected: tuple[Display, ...]  # R3, R4, R5
+    training: tuple[Display, ...]  # the update rule, Eq. 61, norm clipping
+    variants: tuple[tuple[str, str], ...]  # (module file, notes page) of the variant modules
     unrolled: Display  # the lecture's δ_3, δ_2, δ_1
     unrolled_sums: Display
     proof: verification.ProofTable
@@ -126,6 +129,8 @@ def build_context(given: NotesInput) -> NotesContext:
         g=general.output_gradient(total),
         delta=general.recurrence(lec, total),
         collected=general.collected(lec, total),
+        training=general.training(),
+        variants=tuple((name, name.removesuffix(".py") + ".md") for name in given.variants),
         unrolled=Display(
             aligned(Row.of(d.target, d.expression) for d in lec.closed.recurrence), ""
         ),

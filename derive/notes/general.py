@@ -22,6 +22,27 @@ from derive.notes.common import Display, N, general_form, i, t, tagged
 from derive.printing.latex import Chain, Dots, Note, Partial, Row, aligned
 
 
+def training() -> tuple[Display, ...]:
+    """The update rule, the mini-batch mean (Eq. 61, in the lecture's δ_ij for ∂E/∂w_ij) and
+    norm clipping (Pascanu et al., with the 1e-6 the code adds as torch does)."""
+    eta, M, k, theta = sp.symbols("eta M k theta", positive=True)
+    W, E = sp.MatrixSymbol("W", 1, 1), sp.MatrixSymbol("E", 1, 1)
+    g, norm = sp.Symbol("g"), sp.Symbol(r"\lVert g \rVert", positive=True)
+    epsilon = sp.Symbol("epsilon", positive=True)  # 10⁻⁶, said in the text
+    w = sp.Symbol("W")
+    update = Row.of(w, sp.Add(w, sp.Mul(-eta, Partial(E, W))), relation=r"\leftarrow")
+    mean = sp.Eq(
+        sp.Symbol("delta_ij"),
+        Chain(sp.UnevaluatedExpr(1 / M), sp.Sum(sp.Symbol("delta_ij,k"), (k, 1, M))),
+    )
+    clip = Row.of(g, Chain(sp.Min(1, theta / (norm + epsilon)), g), relation=r"\leftarrow")
+    return (
+        Display(aligned([update]), ""),
+        Display(aligned([Row.of(mean.lhs, mean.rhs)]), rf"\tag{{{labels.tag(labels.MINI_BATCH)}}}"),
+        Display(aligned([clip]), ""),
+    )
+
+
 def _collapse(term: Term) -> Chain:
     """A term with its middle chain named as one factor: ∂E/∂ȳ · ∂ȳ/∂s̄_i · ∂s̄_i/∂W (Eq. 42)."""
     first, *middle, last = term.factors

@@ -99,6 +99,8 @@ def symbols(d: Derivation) -> dict[str, str]:
             "s_k1": m.at("s", k - 1),
             "s_t_next": m.at("s", t + 1),
             "x_k": m.at("x", k),
+            "eta": sp.Symbol("eta"),
+            "epsilon": sp.Symbol("epsilon"),
             "W_x": m.W_x,
             "W_s": m.W_s,
             "W_y": m.W_y,
