@@ -13,7 +13,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,numba]'
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project with its test tools
@@ -44,11 +44,11 @@ drift: $(STAMP) ## fail if generated/ differs from what the code generates now
 check: lint test ## the gate before a commit: lint, then every test (drift included)
 
 bench: $(STAMP) ## benchmarks against PyTorch, JAX, autograd and NumPy (installs the bench extra)
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,numba]'
 	$(PY) -m bench
 
 bench-quick: $(STAMP) ## the benchmarks on small cases, under a minute
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,numba]'
 	$(PY) -m bench --quick
 
 clean: ## remove the venv, caches and notes build output

@@ -32,6 +32,7 @@ FULL = {
     "peak_rounds": 5,
     "processes": 3,
     "extra_processes": 3,
+    "startup_runs": 5,
 }
 QUICK = {
     "rounds": 5,
@@ -40,6 +41,7 @@ QUICK = {
     "peak_rounds": 3,
     "processes": 1,
     "extra_processes": 0,
+    "startup_runs": 1,
 }
 
 
@@ -170,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         isolated=not args.shared,
         processes=int(pick(args.processes, "processes")),
         extra_processes=int(preset["extra_processes"]),
+        startup_runs=int(preset["startup_runs"]),
     )
     if settings.rounds < 1:
         parser().error(f"--rounds: expected an int ≥ 1, got {settings.rounds}")

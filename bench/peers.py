@@ -92,6 +92,29 @@ class Generated(Impl):
         return float(g.loss), g.W_x, g.W_s, g.W_y
 
 
+def _numba_module(problem: Problem) -> Any:
+    if problem.case.last_only:
+        from generated import bptt_e3_numba
+
+        return bptt_e3_numba
+    from generated import bptt_numba
+
+    return bptt_numba
+
+
+class GeneratedNumba(Generated):
+    """generated/bptt_numba.py or bptt_e3_numba.py (the Numba backend), public API; the
+    factory compiles its kernels (warmup(), timed) before any timing."""
+
+    def __init__(self, problem: Problem) -> None:
+        Impl.__init__(self)
+        self.mod = _numba_module(problem)
+        start = time.perf_counter()
+        self.mod.warmup()
+        self.compile_seconds = {"warmup": time.perf_counter() - start}
+        self.args = (problem.x, problem.d, *problem.weights)
+
+
 class GeneratedKernels(Impl):
     """The generated module's private _loss/_gradients on prepared arrays: no input checks."""
 
@@ -459,6 +482,14 @@ SPECS: tuple[Spec, ...] = (
         "generated (bptt.py / bptt_e3.py)",
         Generated,
         note="the generated module's public loss() and gradients(), input checks included",
+    ),
+    Spec(
+        "generated-numba",
+        "generated, Numba (bptt_numba.py / bptt_e3_numba.py)",
+        GeneratedNumba,
+        requires=("numba",),
+        note="the Numba backend's module (`--backend numba`), public loss() and gradients(), "
+        "input checks included; its kernels compiled (or loaded from numba's cache) first",
     ),
     Spec(
         "generated-kernels",

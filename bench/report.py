@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 
-from bench import machine, peers
+from bench import machine, peers, startup
 from bench.cases import FLOP_FORMULA
 from bench.run import TOLERANCE, CaseResult, Results, Row
 
@@ -107,21 +107,81 @@ def summary_table(results: Results) -> list[str]:
     return [*lines, ""]
 
 
+# Issue 11's targets: the faster generated backend's gradients time / the best framework peer's.
+TARGETS = {"lecture": 0.8, "lecture-e3": 0.8, "small": 0.8, "long": 0.8, "medium": 0.95}
+GRADIENT_COST_TARGET = 2.9  # its gradients / its loss
+GENERATED = ("generated", "generated-numba")
+FRAMEWORKS = ("torch", "torch-rnn", "jax", "autograd")
+HAND = ("numpy-efficient", "numpy-per-step")
+
+
+def _fastest(rows: list[Row], keys: tuple[str, ...]) -> Row | None:
+    timed = [r for r in rows if r.spec.key in keys and r.gradients is not None]
+    return min(timed, key=lambda r: r.gradients.median) if timed else None  # type: ignore[union-attr]
+
+
+def backend_table(results: Results) -> list[str]:
+    """Per case: the faster generated backend against the best framework (and hand NumPy)."""
+    lines = [
+        "| case | faster generated backend | gradients | best framework peer | its gradients "
+        "| ratio (target) | gradients / loss (≤ 2.9) | best hand NumPy: ratio |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in results.cases:
+        ours, peer = _fastest(r.rows, GENERATED), _fastest(r.rows, FRAMEWORKS)
+        hand = _fastest(r.rows, HAND)
+        if ours is None or ours.gradients is None or ours.loss is None:
+            continue
+        unit, scale = _unit(ours.gradients.median)
+        backend = "Numba" if ours.spec.key == "generated-numba" else "NumPy"
+        cost = ours.gradients.median / ours.loss.median
+        cells = [r.case.name, backend, f"{_time(ours.gradients.median, scale)} {unit}"]
+        target = TARGETS.get(r.case.name)
+        if peer is None or peer.gradients is None:
+            cells += ["–", "–", "–"]
+        else:
+            ratio = ours.gradients.median / peer.gradients.median
+            verdict = "" if target is None else (" ✓" if ratio <= target else " ✗")
+            cells += [
+                peer.spec.label,
+                f"{_time(peer.gradients.median, scale)} {unit}",
+                f"{ratio:.2f} ({target}){verdict}",
+            ]
+        cells.append(f"{cost:.2f}" + (" ✓" if cost <= GRADIENT_COST_TARGET else " ✗"))
+        cells.append(
+            "–"
+            if hand is None or hand.gradients is None
+            else f"{ours.gradients.median / hand.gradients.median:.2f}"
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def startup_table(results: Results) -> list[str]:
+    if not results.startup:
+        return ["Not measured (numba not installed, or the Numba peer did not run).", ""]
+    return startup.table(results.startup)
+
+
 def compile_table(results: Results) -> list[str]:
     rows = [(r.case.name, row) for r in results.cases for row in r.rows if row.compile_seconds]
     if not rows:
-        return ["No implementation with a compile step ran (JAX not installed?).", ""]
+        return ["No implementation with a compile step ran (JAX, numba not installed?).", ""]
     lines = [
         "| case | implementation | compile loss (s) | compile gradients (s) | "
-        "steady gradients (ms) |",
-        "|---|---|---:|---:|---:|",
+        "warmup(): every kernel (s) | steady gradients (ms) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
+
+    def cell(c: dict[str, float], key: str) -> str:
+        return f"{c[key]:.3f}" if key in c else "–"
+
     for name, row in rows:
         c = row.compile_seconds
         steady = f"{row.gradients.median * 1e3:.3g}" if row.gradients else ""
         lines.append(
-            f"| {name} | {row.spec.label} | {c.get('loss', float('nan')):.3f} "
-            f"| {c.get('gradients', float('nan')):.3f} | {steady} |"
+            f"| {name} | {row.spec.label} | {cell(c, 'loss')} | {cell(c, 'gradients')} "
+            f"| {cell(c, 'warmup')} | {steady} |"
         )
     return [*lines, ""]
 
@@ -226,7 +286,27 @@ def markdown(results: Results) -> str:
     for r in results.cases:
         lines += case_table(r, numpy_peak)
     lines += ["## Gradients: peer time / generated time", "", *summary_table(results)]
-    lines += ["## JAX compile times (apart from the steady-state times above)", ""]
+    lines += [
+        "## The faster generated backend against the best peer",
+        "",
+        "Per case, the faster of the two generated backends (NumPy, Numba) by gradients time, "
+        "against the fastest framework peer (PyTorch, JAX, autograd): ratio = ours / theirs, "
+        "with issue 11's target; gradients / loss is our backend's own cost of the gradients "
+        "over the loss alone (the gradients need 8/3 of the loss's matrix-product FLOPs). The "
+        "last column compares with the faster hand-written NumPy.",
+        "",
+        *backend_table(results),
+    ]
+    lines += [
+        "## Numba backend: start-up in a fresh process",
+        "",
+        "A new Python process imports the module and calls gradients() once (python -m "
+        "bench.startup): cold = numba's cache directory empty, the call compiles its kernel; "
+        "warm = the cache the cold run wrote, median of the warm runs.",
+        "",
+        *startup_table(results),
+    ]
+    lines += ["## Compile times (apart from the steady-state times above)", ""]
     lines += compile_table(results)
     lines += ["## Agreement with the generated module (max relative error)", ""]
     lines += agreement_table(results)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import machine, peers
+from bench import machine, peers, startup
 from bench.cases import CASES, Case, problem
 from bench.timing import Timing, calibrate, canary, canary_best, sample, summarize
 
@@ -61,6 +61,8 @@ class Settings:
     # Extra processes, at most, for an implementation still short of undisturbed rounds.
     extra_processes: int = 0
     canary: float | None = None  # the canary's best on the fastest core (set by run())
+    # Warm fresh processes per Numba module for the start-up table (0: not measured).
+    startup_runs: int = 5
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Results:
     load: machine.Load | None = None
     code: tuple[str, str] = ("", "")  # generated/'s git state and file digests, start and end
     code_after: tuple[str, str] = ("", "")
+    # The Numba backend's start-up (bench.startup), when it ran.
+    startup: list[Any] = field(default_factory=list)
 
     def numpy_peak(self) -> float | None:
         """The highest NumPy GEMM rate of the run (measured before and after the timing)."""
@@ -366,6 +370,20 @@ def run(settings: Settings, specs: Sequence[peers.Spec] = peers.SPECS) -> Result
         settings.peak_size, settings.peak_rounds, "after the timing", with_torch=torch
     )
     code_after = (machine.source_state(("generated",)), machine.digests())
+    started: list[Any] = []
+    numba_ran = any(
+        r.spec.key == "generated-numba" and r.skipped is None for c in results for r in c.rows
+    )
+    if numba_ran and settings.startup_runs > 0:
+        _log("bench: Numba start-up (fresh processes, cold and warm cache)")
+        started = startup.measure(warm_runs=settings.startup_runs)
     return Results(
-        settings, results, peaks, time.perf_counter() - start, meter.stop(), code, code_after
+        settings,
+        results,
+        peaks,
+        time.perf_counter() - start,
+        meter.stop(),
+        code,
+        code_after,
+        started,
     )

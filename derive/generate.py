@@ -37,6 +37,7 @@ class Module:
     name: str
     config: Config
     loop: bool
+    backend: str = "numpy"
 
 
 MODULES = (
@@ -45,6 +46,12 @@ MODULES = (
     *(Module(codegen.module_name(c, loop=True), c, loop=True) for c in (CLASSIFIER, TRUNCATED)),
 )
 VARIANTS = MODULES[2:]
+# The compiled backend's modules (issue 11): the lecture's case and the loop module, importing
+# numba; generated/__init__.py does not import them (numba is an optional extra).
+NUMBA_MODULES = (
+    Module("bptt_e3_numba", LECTURE, loop=False, backend="numba"),
+    Module("bptt_numba", TOTAL, loop=True, backend="numba"),
+)
 
 # The proof the notes report: three of each size, as in the lecture's figures.
 PROOF_SIZES = (3, 3, 3)
@@ -53,6 +60,9 @@ PROOF_POINTS = 3
 # generic lines a truncated module runs do not depend on K).
 VARIANT_SIZES = (2, 3, 2)
 VARIANT_POINTS = 2
+
+
+_NUMBA_NAMES = {m.name for m in NUMBA_MODULES}
 
 
 def variant_proof_config(config: Config) -> Config:
@@ -65,9 +75,11 @@ def module_sources(derivations: dict[Config, Derivation] | None = None) -> dict[
     """The committed gradient modules, path relative to generated/ → formatted source."""
     found = derivations if derivations is not None else {}
     out = {}
-    for mod in MODULES:
+    for mod in (*MODULES, *NUMBA_MODULES):
         d = found.get(mod.config) or derive(mod.config)
-        out[f"{mod.name}.py"] = codegen.module_source(d, loop=mod.loop, name=mod.name)
+        out[f"{mod.name}.py"] = codegen.module_source(
+            d, loop=mod.loop, name=mod.name, backend=mod.backend
+        )
     return out
 
 
@@ -80,9 +92,14 @@ def standard_files() -> dict[str, str]:
     proofs = tuple(prove(d, PROOF_SIZES, points=PROOF_POINTS) for d in (lecture, total))
     for proof in proofs:
         proof.raise_if_failed()
-    checks = check.gradient_checks(modules)
+    # The Numba modules are checked by the tests (compiling them here would need numba and
+    # ~10 s); the notes report the NumPy modules' checks.
+    numpy_modules = {k: v for k, v in modules.items() if k[:-3] not in _NUMBA_NAMES}
+    checks = check.gradient_checks(numpy_modules)
     files = dict(modules)
-    files["__init__.py"] = codegen.package_init(sorted(modules))
+    files["__init__.py"] = codegen.package_init(
+        sorted(numpy_modules), sorted(f"{m.name}.py" for m in NUMBA_MODULES)
+    )
     lecture_modules = {f"{m.name}.py": modules[f"{m.name}.py"] for m in MODULES[:2]}
     lecture_checks = tuple(c for c in checks if c.module in lecture_modules)
     files.update(

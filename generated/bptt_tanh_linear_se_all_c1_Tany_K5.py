@@ -159,7 +159,8 @@ def _states(
     np.dot(x2, W_x, out=xW_x2)
     s_prev = s_0
     for s_t, xW_x_t in steps:
-        # Eq. 33: s̄_t = Φ(s̄_(t-1) · W_s + xW_x_t) (step by step, t = 1 … T, reading step t − 1)
+        # Eq. 33: s̄_t = Φ(s̄_(t-1) · W_s + xW_x_t) (step by step, t = 1 … T, reading step t −
+        #   1)
         np.dot(s_prev, W_s, out=s_t)
         s_t += xW_x_t
         np.tanh(s_t, out=s_t)
@@ -248,8 +249,8 @@ def _gradients(
     np.copyto(lanes[1][0], delta[T - 1])  # the last step: its own seed only
     lanes[1][1:] = 0
     for lanes_rows, lanes_next, lanes_rest, lanes_first, delta_t, dphi_t in w["window_steps"]:
-        # R2: δ_t = (δ_(t+1) · W_sᵀ) ⊙ dphi_t (for each loss step u, step by step back from t = u
-        #   − 1 to u − K + 1)
+        # R2: δ_t = (δ_(t+1) · W_sᵀ) ⊙ dphi_t (for each loss step u, step by step back from t
+        #   = u − 1 to u − K + 1)
         # R2: every loss step's window at once, in lanes
         np.dot(lanes_next, W_sT, out=lanes_rows)
         lanes_rest *= dphi_t

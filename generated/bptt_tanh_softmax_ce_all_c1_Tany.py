@@ -159,7 +159,8 @@ def _states(
     np.dot(x2, W_x, out=xW_x2)
     s_prev = s_0
     for s_t, xW_x_t in steps:
-        # Eq. 33: s̄_t = Φ(s̄_(t-1) · W_s + xW_x_t) (step by step, t = 1 … T, reading step t − 1)
+        # Eq. 33: s̄_t = Φ(s̄_(t-1) · W_s + xW_x_t) (step by step, t = 1 … T, reading step t −
+        #   1)
         np.dot(s_prev, W_s, out=s_t)
         s_t += xW_x_t
         np.tanh(s_t, out=s_t)
@@ -252,8 +253,8 @@ def _gradients(
         np.copyto(W_sT_copy, W_s.T)
         W_sT = W_sT_copy
     for delta_t, delta_next, dphi_t, gW_yT_t in w["delta_steps"]:
-        # R2: δ_t = (δ_(t+1) · W_sᵀ + gW_yT_t) ⊙ dphi_t (step by step, t = T − 1 … 1, reading step
-        #   t + 1)
+        # R2: δ_t = (δ_(t+1) · W_sᵀ + gW_yT_t) ⊙ dphi_t (step by step, t = T − 1 … 1, reading
+        #   step t + 1)
         np.dot(delta_next, W_sT, out=delta_t)
         delta_t += gW_yT_t
         delta_t *= dphi_t

@@ -35,6 +35,7 @@ STAGES: dict[str, int] = {
     "derive.printing.text": 6,
     "derive.printing.numpy": 6,
     "derive.printing.latex": 6,
+    "derive.printing.numba": 6,
     # 7: backends, templates and files, the numeric check of generated code
     "derive.render": 7,
     "derive.check": 7,
@@ -43,6 +44,7 @@ STAGES: dict[str, int] = {
     "derive.codegen.numpy_module": 7,
     "derive.codegen.numpy_straight": 7,
     "derive.codegen.numpy_loop": 7,
+    "derive.codegen.numba_kernels": 7,
     # 8: the notes, rendered from results handed in
     "derive.notes": 8,
     "derive.notes.common": 8,

@@ -17,7 +17,13 @@ from bench.__main__ import main
 from bench.cases import CASES, problem
 
 # The peers that need a package of the `bench` extra, and that package.
-OPTIONAL = {"torch": "torch", "torch-rnn": "torch", "jax": "jax", "autograd": "autograd"}
+OPTIONAL = {
+    "torch": "torch",
+    "torch-rnn": "torch",
+    "jax": "jax",
+    "autograd": "autograd",
+    "generated-numba": "numba",
+}
 ALWAYS = ("generated", "generated-kernels", "numpy-efficient", "numpy-per-step")
 
 
@@ -35,6 +41,7 @@ def _settings(
         command="pytest",
         mode="smoke",
         isolated=isolated,
+        startup_runs=0,
     )
 
 
@@ -62,6 +69,9 @@ def test_harness_runs_every_importable_peer_on_the_lecture_cases() -> None:
     assert "### lecture-e3:" in text and "bptt.py (Σ_t E_t) †" in text
     assert "| generated (bptt.py / bptt_e3.py) |" in text
     assert "float64 GEMM peak" in text
+    assert "## The faster generated backend against the best peer" in text
+    for case in ("lecture", "lecture-e3"):
+        assert f"| {case} | " in text.split("against the best peer", 1)[1]
 
 
 def test_isolated_timing_runs_each_implementation_in_its_own_process() -> None:

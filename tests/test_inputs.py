@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numba_modules
 import numpy as np
 import pytest
 from gradcheck import random_problem
@@ -13,10 +14,16 @@ from generated import bptt, bptt_e3
 from generated import bptt_tanh_linear_se_all_c1_Tany_K5 as truncated
 from generated import bptt_tanh_softmax_ce_all_c1_Tany as classifier
 
+# The NumPy modules and the Numba backend's (the same contract, checks and error texts).
 MODULES = pytest.mark.parametrize(
     "mod",
-    [bptt, bptt_e3, classifier, truncated],
-    ids=["bptt", "bptt_e3", "classifier", "truncated"],
+    [
+        pytest.param(bptt, id="bptt"),
+        pytest.param(bptt_e3, id="bptt_e3"),
+        pytest.param(classifier, id="classifier"),
+        pytest.param(truncated, id="truncated"),
+        *numba_modules.params(),
+    ],
 )
 
 

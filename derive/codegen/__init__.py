@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from derive.codegen import numpy_loop, numpy_straight, plan_loop, plan_straight
+from derive.codegen import (
+    numba_kernels,
+    numpy_loop,
+    numpy_module,
+    numpy_straight,
+    plan_loop,
+    plan_straight,
+)
 from derive.codegen.describe import model_text
 from derive.config import Config
 from derive.derivation import Derivation
+from derive.errors import GenerationError
+from derive.printing.numba import BPTTNumbaPrinter
 from derive.printing.numpy import BPTTNumPyPrinter
 from derive.render import format_python, render
 
@@ -49,7 +58,93 @@ class NumPyBackend(Backend):
         return format_python(render(ctx.template, ctx), f"{name}.py")
 
 
-BACKENDS: dict[str, Backend] = {"numpy": NumPyBackend("numpy")}
+class NumbaBackend(Backend):
+    """Numba modules: the loop plan's statements as ``@njit`` kernels of explicit loops
+    (:mod:`~derive.codegen.numba_kernels`), with the NumPy loop module's code kept for sizes at
+    or above a line where BLAS is faster. Any T, or a fixed N checked on input."""
+
+    # B·n_s² from which the NumPy/BLAS path runs, and the measurement behind it (bench/).
+    # Measured (README, "The Numba backend"): per-step BLAS wins from B·n_s² ≈ 32768 (B = 8,
+    # n = 64), and BLAS over every step from T·B·n_s² ≈ 32768 (T·B = 32, n = 32 about even).
+    blas_line = 32768
+    # T·B·n_s² from which products over every step and the weight-gradient sums call BLAS.
+    dot_line = 32768
+
+    def source(self, d: Derivation, *, loop: bool, name: str) -> str:
+        if d.config.truncate is not None:
+            raise GenerationError(
+                "backend numba: truncated BPTT is generated for the NumPy backend only "
+                f"(truncate = {d.config.truncate}); use --backend numpy"
+            )
+        text = model_text(d)
+        plan = plan_loop.plan(d)
+        ctx = numpy_loop.context(d, plan, text, BPTTNumPyPrinter(d.config.act), name)
+        kernels = numba_kernels.kernels(plan, BPTTNumbaPrinter(d.config.act))
+        about = (
+            "Compiled with Numba: the recurrences, the outputs, the loss and the weight "
+            "gradients in @njit kernels of explicit loops over time, batch and units, compiled "
+            "on first use for float32 or float64 and cached on disk (warmup() compiles them "
+            f"now). From T·B·n_s² ≥ {self.dot_line} on, the products over every step and the "
+            "weight-gradient sums are NumPy/BLAS calls (the loop module's code, _blas_forward, "
+            "_blas_loss, _blas_gradients) with the recurrences still in kernels; from "
+            f"B·n_s² ≥ {self.blas_line} on, one step's products are large enough for BLAS too, "
+            "and that NumPy code runs alone."
+        )
+        fixed = "" if loop else f"exactly T = {d.config.steps}"
+        steps = "None" if loop else str(d.config.steps)
+        description = list(ctx.description)
+        description[-len(ctx.description) :] = numpy_module.wrap(
+            f"Configuration: {fixed or 'any T'}, {d.config.describe().split(', ', 1)[1]}.",
+            f"Loss: {text.loss if loop else text.loss_fixed}.",
+            about,
+        )
+        ctx = replace(
+            ctx,
+            template="bptt_numba.py.jinja",
+            title=(
+                f"{ctx.title} (Numba)"
+                if loop
+                else f"BPTT gradients of the lecture's RNN for exactly T = {d.config.steps} (Numba)"
+            ),
+            description=tuple(description),
+            config_items=tuple(
+                (k, {"backend": repr(self.name), "steps": steps}.get(k, v))
+                for k, v in ctx.config_items
+            ),
+            steps=None if loop else d.config.steps,
+        )
+        source = render(
+            ctx.template,
+            ctx,
+            kernels=(
+                kernels.forward,
+                kernels.loss,
+                kernels.gradients,
+                kernels.state_steps,
+                kernels.delta_steps,
+            ),
+            state_steps_call=kernels.state_steps.arguments,
+            delta_steps_call=tuple(
+                f'w["{a}"]' if a in plan.bases else a for a in kernels.delta_steps.arguments
+            ),
+            state_steps_warm=_warm_call(kernels.state_steps, plan),
+            delta_steps_warm=_warm_call(kernels.delta_steps, plan),
+            numpy_prefix="blas_",
+            blas_line=self.blas_line,
+            dot_line=self.dot_line,
+        )
+        return format_python(source, f"{name}.py")
+
+
+def _warm_call(kernel: numba_kernels.Kernel, plan: plan_loop.LoopPlan) -> str:
+    """A call of a step kernel on warmup()'s arrays: x or d for (T, B, n), W for a matrix."""
+    args = [
+        "x" if a in plan.bases else "W" if a not in ("s_0",) else "s_0" for a in kernel.arguments
+    ]
+    return f"{kernel.name}({', '.join(args)})"
+
+
+BACKENDS: dict[str, Backend] = {"numpy": NumPyBackend("numpy"), "numba": NumbaBackend("numba")}
 
 
 def module_name(config: Config, *, loop: bool, backend: str = "numpy") -> str:
@@ -66,9 +161,14 @@ def module_name(config: Config, *, loop: bool, backend: str = "numpy") -> str:
     return f"{name}{window}{suffix}"
 
 
-def package_init(module_files: Sequence[str]) -> str:
+def package_init(module_files: Sequence[str], optional_files: Sequence[str] = ()) -> str:
+    """generated/__init__.py: imports ``module_files``; ``optional_files`` (modules that need an
+    optional extra, such as numba) are only named, to be imported by name."""
     mods = [f[:-3] for f in module_files]
-    return format_python(render("__init__.py.jinja", {"modules": mods}), "__init__.py")
+    optional = [f[:-3] for f in optional_files]
+    return format_python(
+        render("__init__.py.jinja", {"modules": mods, "optional": optional}), "__init__.py"
+    )
 
 
 def module_source(derivation: Derivation, *, loop: bool, name: str, backend: str = "numpy") -> str:

@@ -8,14 +8,15 @@ docstring, from the one notation table. Every backend's docstrings and comments 
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
 
+from derive import labels, notation
 from derive import model as m
-from derive import notation
-from derive.codegen.plan import Statement, loss_node
+from derive.codegen.plan import OVER, Statement, loss_node
 from derive.derivation import Derivation
 from derive.printing.text import text
 
@@ -33,6 +34,17 @@ class ModelText:
 def comment(st: Statement) -> str:
     """``Eq. 33: s̄_t = Φ(z̄_t)``: the label and the statement in the lecture's notation."""
     return f"{st.labels[0]}: {text(st.target)} = {text(st.expr)}"
+
+
+def step_comment(st: Statement) -> tuple[str, ...]:
+    """Comment lines for a loop statement: the label and the statement in the lecture's
+    notation, when it is computed; then any further label with what it names."""
+    rhs = text(st.expr)
+    body = f"Σ_t {rhs}" if st.over == "sum" else rhs
+    first = f"{st.labels[0]}: {text(st.target)} = {body} ({OVER[st.over]})"
+    lines = textwrap.wrap(first, width=84, subsequent_indent="  ")
+    lines += [f"{label}: {labels.OURS.get(label, '')}" for label in st.labels[1:]]
+    return tuple(f"# {line}" for line in lines)
 
 
 def model_text(d: Derivation) -> ModelText:

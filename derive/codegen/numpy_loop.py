@@ -16,23 +16,20 @@ the results. Quantities of the last step only are locals ``<name>_T``.
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy as sp
 
-from derive import labels
 from derive import model as m
-from derive.codegen.describe import ModelText
+from derive.codegen.describe import ModelText, step_comment
 from derive.codegen.numpy_module import Block, ModuleBase, base
-from derive.codegen.plan import OVER, Statement
+from derive.codegen.plan import Statement
 from derive.codegen.plan_loop import LoopPlan
 from derive.derivation import Derivation
 from derive.errors import GenerationError
 from derive.printing.numpy import BPTTNumPyPrinter
-from derive.printing.text import text
 
 TEMPLATE = "bptt_loop.py.jinja"
 # A size of the model as generated code reads it off the weights.
@@ -163,14 +160,7 @@ class _Printer:
         self.fresh: set[str] = set()
 
     def comment(self, st: Statement) -> tuple[str, ...]:
-        """The label and the statement in the lecture's notation, when it is computed; then
-        any further label with what it names."""
-        rhs = text(st.expr)
-        body = f"Σ_t {rhs}" if st.over == "sum" else rhs
-        first = f"{st.labels[0]}: {text(st.target)} = {body} ({OVER[st.over]})"
-        lines = textwrap.wrap(first, width=88, subsequent_indent="  ")
-        lines += [f"{label}: {labels.OURS.get(label, '')}" for label in st.labels[1:]]
-        return tuple(f"# {line}" for line in lines)
+        return step_comment(st)
 
     def lines(self, st: Statement) -> tuple[str, ...]:
         s, ip = self.storage, self.p.inplace
