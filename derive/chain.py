@@ -191,6 +191,29 @@ def paths(
     return tuple(terms)
 
 
+def transitions(stmt: m.Statement, graph: Graph | None = None) -> tuple[Factor, ...]:
+    """∂s̄_t/∂s̄_{t−1} for each state, at the generic step t: the factor every step back
+    multiplies by (in the lecture's RNN diag(Φ'(z̄_t)) W_sᵀ). Its repeated product decides
+    whether gradients vanish or explode; it is built like every factor of a term, at step N,
+    then renamed to step t."""
+    graph = graph or Graph(stmt)
+    last = stmt.config.steps
+    out = []
+    for name in stmt.names("state"):
+        f = graph.factor(m.at(name, last), m.at(name, last - 1))
+        steps = {last: m.t, last - 1: m.t - 1}
+        out.append(
+            Factor(
+                m.renumber(f.numerator, steps),
+                m.renumber(f.denominator, steps),
+                f.kind,
+                m.renumber(f.jacobian, steps),
+                m.renumber(f.pullback, steps),
+            )
+        )
+    return tuple(out)
+
+
 def expand(stmt: m.Statement) -> dict[str, Expansion]:
     """∂E/∂W for every weight as a chain-rule expansion, keyed by weight name."""
     graph = Graph(stmt)

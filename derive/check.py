@@ -6,7 +6,10 @@ object and compares its gradients with central differences of its own loss, at f
 T the module accepts, unbatched and batched. It returns the relative errors (raw floats); a
 relative error above :data:`CHECK_LIMIT` raises :class:`~derive.errors.GenerationError`.
 :func:`derive.generate.standard_files` runs it once and hands the results to the notes, which
-only print them.
+only print them. Two more runs of generated code for the notes: :func:`worked_value` (the worked
+example through ``bptt_e3.py``, equal to its chain-rule terms' sum or an error) and
+:func:`jacobian_norm_curves` (R6 measured by ``state_jacobian_norms``; the identity's curves
+must be exactly ρ^k).
 """
 
 from __future__ import annotations
@@ -127,3 +130,90 @@ def gradient_checks(modules: Mapping[str, str]) -> tuple[CheckResult, ...]:
                 )
             out.append(CheckResult(path, steps, batch, errors))
     return tuple(out)
+
+
+def worked_value(
+    source: str, arrays: Mapping[str, np.ndarray], expected: Mapping[str, float]
+) -> float:
+    """∂E_3/∂W_s of the worked example (n = 1) by the generated module ``source``. Its ∂E_3/∂W_s
+    and ∂E_3/∂W_x must equal ``expected`` (weight name → the sum of the example's terms) to
+    1e-12 relative."""
+    module = load_module("worked", source)
+    grads = module.gradients(
+        arrays["x"], arrays["d"], arrays["W_x"], arrays["W_s"], arrays["W_y"], s0=arrays["s0"]
+    )
+    for name, want in expected.items():
+        got = float(getattr(grads, name)[0, 0])
+        if abs(got - want) > 1e-12 * abs(want):
+            raise GenerationError(
+                f"the worked example: the generated module gives ∂E_3/∂{name} = {got!r}, "
+                f"the chain-rule terms sum to {want!r}"
+            )
+    return float(grads.W_s[0, 0])
+
+
+# The notes' plot of R6 (vanishing and exploding gradients): one fixed problem, every activation
+# and every ρ run on the same inputs and the same orthogonal Q, so that the curves differ only by
+# Φ and ρ. With Φ = identity, ∂s̄_T/∂s̄_(T−k) = (ρ·Qᵀ)^k has every singular value ρ^k: the
+# measured norm must be ρ^k to rounding (about k·10⁻¹⁶ relative), a check of the whole pipeline.
+NORM_SEED = 20240612
+NORM_STEPS = 30
+NORM_STATES = 16  # n_s
+NORM_INPUTS = 16  # n_x
+NORM_RHOS = (0.5, 1.0, 2.0)
+NORM_INPUT_SCALE = 0.1
+NORM_LAW_LIMIT = 1e-12  # relative; measured: below 1e-15 at k = 30
+NORM_ORDER = ("identity", "tanh")  # the plot's panels, left to right
+
+
+@dataclass(frozen=True)
+class NormCurve:
+    """‖∂s̄_T/∂s̄_(T−k)‖₂ for k = 1 … T, measured by a generated module's state_jacobian_norms."""
+
+    activation: str
+    rho: float
+    norms: tuple[float, ...]
+
+
+def norm_problem() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plot's inputs x (T, n_x), W_x (n_x, n_s) and the orthogonal Q (n_s, n_s), seeded."""
+    rng = np.random.default_rng(NORM_SEED)
+    Q, _ = np.linalg.qr(rng.standard_normal((NORM_STATES, NORM_STATES)))
+    W_x = rng.standard_normal((NORM_INPUTS, NORM_STATES)) / np.sqrt(NORM_INPUTS)
+    x = NORM_INPUT_SCALE * rng.standard_normal((NORM_STEPS, NORM_INPUTS))
+    return x, W_x, Q
+
+
+def _curve_order(curve: NormCurve) -> tuple[int, str, float]:
+    """Identity, then tanh (then any other activation by name); ρ ascending."""
+    name = curve.activation
+    return NORM_ORDER.index(name) if name in NORM_ORDER else len(NORM_ORDER), name, curve.rho
+
+
+def jacobian_norm_curves(sources: Mapping[str, str]) -> tuple[NormCurve, ...]:
+    """The notes' plot of R6: for each activation → module source in ``sources``, the norms over
+    30 steps at n_s = 16, W_s = ρ·Q (Q a seeded random orthogonal matrix), ρ ∈ {0.5, 1, 2},
+    s̄_0 = 0, inputs of scale 0.1, a fixed seed. Identity first, then tanh, ρ ascending. The
+    identity curves must follow ρ^k (else :class:`~derive.errors.GenerationError`)."""
+    x, W_x, Q = norm_problem()
+    k = np.arange(1, NORM_STEPS + 1)
+    curves = []
+    for activation, source in sources.items():
+        module = load_module(f"norms_{activation}", source)
+        for rho in NORM_RHOS:
+            norms = np.asarray(module.state_jacobian_norms(x, W_x, rho * Q), dtype=float)
+            if norms.shape != (NORM_STEPS,):
+                raise GenerationError(
+                    f"state_jacobian_norms ({activation}) returned shape {norms.shape}, "
+                    f"expected ({NORM_STEPS},)"
+                )
+            if activation == "identity":
+                law = rho**k
+                worst = float(np.max(np.abs(norms / law - 1)))
+                if not worst <= NORM_LAW_LIMIT:
+                    raise GenerationError(
+                        f"state_jacobian_norms with Φ = identity, ρ = {rho:g}: the norms differ "
+                        f"from ρ^k by {worst:.3g} relative (limit {NORM_LAW_LIMIT:g})"
+                    )
+            curves.append(NormCurve(activation, rho, tuple(float(v) for v in norms)))
+    return tuple(sorted(curves, key=_curve_order))

@@ -23,12 +23,14 @@ class Derivation:
     statement    the model's equations at a generic step t (Eq. 33–35), stated once
     expansions   weight name → chain-rule expansion (Eq. 36–47)
     closed       the expanded and collected closed forms, the δ recurrence, the generic step
+    transitions  ∂s̄_t/∂s̄_{t−1} at a generic step t, one per state (vanishing gradients)
     """
 
     config: Config
     statement: m.Statement
     expansions: dict[str, chain.Expansion]
     closed: closed_form.ClosedForms
+    transitions: tuple[chain.Factor, ...] = ()
 
     @property
     def forward(self) -> tuple[m.Equation, ...]:
@@ -50,4 +52,5 @@ def derive(config: Config | None = None) -> Derivation:
         raise TypeError(f"config: expected a derive.Config, got {type(config).__name__}")
     stmt = m.statement(config)
     expansions = chain.expand(stmt)
-    return Derivation(config, stmt, expansions, closed_form.closed_forms(stmt, expansions))
+    closed = closed_form.closed_forms(stmt, expansions)
+    return Derivation(config, stmt, expansions, closed, chain.transitions(stmt))

@@ -20,6 +20,7 @@ from derive.derivation import Derivation, derive
 from derive.notes import variant
 from derive.render import write_files
 from derive.verify import prove
+from derive.worked import worked_example
 
 # The configurations of the committed generated/ tree.
 LECTURE = Config()  # N = 3, tanh, linear, c = 1, E_3
@@ -28,6 +29,10 @@ TOTAL = Config(loss_steps="all")  # the loop module: any T, Σ_t E_t
 # truncated BPTT.
 CLASSIFIER = Config(output="softmax", loss="cross-entropy", loss_steps="all")
 TRUNCATED = Config(loss_steps="all", truncate=5)
+# What the notes show besides (not generated): the softmax output with the squared error, and the
+# lecture's ½ variant of the loss.
+SOFTMAX = Config(output="softmax", loss_steps="all")
+HALF = Config(scale="1/2")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,19 @@ def standard_files() -> dict[str, str]:
     files["__init__.py"] = codegen.package_init(
         sorted(numpy_modules), sorted(f"{m.name}.py" for m in NUMBA_MODULES)
     )
+    identity = Config(activation="identity", loss_steps="all")
+    curves = check.jacobian_norm_curves(
+        {
+            "identity": codegen.module_source(derive(identity), loop=True, name="identity"),
+            "tanh": modules["bptt.py"],
+        }
+    )
+    example = worked_example(lecture)
+    example_code = check.worked_value(
+        modules["bptt_e3.py"],
+        example.arrays(),
+        {"W_s": example.dE_dW_s, "W_x": float(example.total_x)},
+    )
     lecture_modules = {f"{m.name}.py": modules[f"{m.name}.py"] for m in MODULES[:2]}
     lecture_checks = tuple(c for c in checks if c.module in lecture_modules)
     files.update(
@@ -110,6 +128,12 @@ def standard_files() -> dict[str, str]:
                 proofs,
                 lecture_checks,
                 lecture_modules,
+                example,
+                example_code,
+                curves,
+                derive(SOFTMAX),
+                derivations[CLASSIFIER],
+                derive(HALF),
                 tuple(f"{v.name}.py" for v in VARIANTS),
             )
         )

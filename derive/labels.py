@@ -32,6 +32,7 @@ DELTA = "R2"  # δ_N = (g_N W_yᵀ) ⊙ Φ'(z̄_N), δ_t = (δ_{t+1} W_sᵀ [+ g
 W_Y_COLLECTED = "R3"  # ∂E/∂W_y = Σ_t s̄_tᵀ g_t
 W_S_COLLECTED = "R4"  # ∂E/∂W_s = Σ_i s̄_{i-1}ᵀ δ_i
 W_X_COLLECTED = "R5"  # ∂E/∂W_x = Σ_i x̄_iᵀ δ_i
+TRANSITION = "R6"  # ∂s̄_t/∂s̄_{t-1} = D_t W_sᵀ and ∂s̄_T/∂s̄_{T-k}, their product (vanishing gradients)
 
 # The labels a sum over steps of ∂E/∂W cites: the lecture's general form and our collected one.
 SUM_LABELS = {
@@ -46,6 +47,7 @@ OURS = {
     W_Y_COLLECTED: "∂E/∂W_y collected, Σ_t s̄_tᵀ g_t",
     W_S_COLLECTED: "∂E/∂W_s collected, Σ_i s̄_(i-1)ᵀ δ_i",
     W_X_COLLECTED: "∂E/∂W_x collected, Σ_i x̄_iᵀ δ_i",
+    TRANSITION: "∂s̄_T/∂s̄_(T-k) as a product of the factors ∂s̄_t/∂s̄_(t-1)",
 }
 
 # A label cited in a comment line of generated Python.

@@ -41,8 +41,10 @@ NOTATION: dict[str, Notation] = {
     "W_x": Notation("W_x", "W_x", "W<sub>x</sub>", "input-to-state weights"),
     "W_s": Notation("W_s", "W_s", "W<sub>s</sub>", "state-to-state weights"),
     "W_y": Notation("W_y", "W_y", "W<sub>y</sub>", "state-to-output weights"),
+    "D": Notation("D", "D", "D", "diag(Φ'(z̄_t)), the derivatives of Φ at step t (our name)"),
     "U": Notation("U", "U", "U", "the row gradient a factor receives"),
     "W": Notation("W", "W", "W"),  # any one of the weights
+    "Q": Notation("Q", "Q", "Q"),  # an orthogonal matrix (the notes' exercise on vanishing)
 }
 
 _RANK = {name: rank for rank, name in enumerate(NOTATION)}

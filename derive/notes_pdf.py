@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,6 +126,59 @@ def render_pages(pdf: Path, prefix: Path, pages: int, dpi: int = PAGE_DPI) -> li
     return out
 
 
+# The page's text block (a4, geometry margin=2.5cm): ink below it is the page number.
+_PAGE_CM = 29.7
+_MARGIN_CM = 2.5
+EMPTY_LIMIT = 0.30  # the issue's "no page with more than 30 % empty space except section ends"
+_HEADING = re.compile(r"^\s*(?:\d+|[A-Z])\s+[A-Z]")  # "4 The state weights", "A Verification"
+
+
+@dataclass(frozen=True)
+class PageFill:
+    """How much of a page's text block is left empty at its bottom."""
+
+    page: int
+    empty: float  # fraction of the text block's height below the last line of ink
+    section_end: bool  # the next page starts a section (or this is the last page)
+
+
+def page_fill(pdf: Path, pages: int, dpi: int = 40) -> list[PageFill]:
+    """The empty bottom of every page, measured on a grey rendering of the page (the last row of
+    the text block with any ink) and the next page's first line of text (a section heading?)."""
+    pdftoppm, pdftotext = tool("pdftoppm"), tool("pdftotext")
+    out = []
+    for n in range(1, pages + 1):
+        page = ["-f", str(n), "-l", str(n)]
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "page"
+            cmd = [pdftoppm, "-gray", "-r", str(dpi), *page, "-singlefile", str(pdf), str(target)]
+            subprocess.run(cmd, check=True, capture_output=True)
+            width, height, pixels = _pgm(target.with_suffix(".pgm").read_bytes())
+        top = round(height * _MARGIN_CM / _PAGE_CM)
+        bottom = round(height * (_PAGE_CM - _MARGIN_CM) / _PAGE_CM)
+        ink = [y for y in range(top, bottom) if min(pixels[y * width : (y + 1) * width]) < 160]
+        last = ink[-1] if ink else top
+        section_end = n == pages
+        if not section_end:
+            nxt = ["-f", str(n + 1), "-l", str(n + 1)]
+            text = subprocess.run(
+                [pdftotext, "-layout", *nxt, str(pdf), "-"], check=True, capture_output=True
+            ).stdout.decode()
+            first = next((line for line in text.splitlines() if line.strip()), "")
+            section_end = bool(_HEADING.match(first))
+        out.append(PageFill(n, (bottom - last) / (bottom - top), section_end))
+    return out
+
+
+def _pgm(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, pixels) of a binary PGM (P5) with 8-bit samples."""
+    fields = data.split(maxsplit=4)
+    if fields[0] != b"P5" or int(fields[3]) > 255:
+        raise ValueError("expected an 8-bit binary PGM from pdftoppm -gray")
+    width, height = int(fields[1]), int(fields[2])
+    return width, height, fields[4][-width * height :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m derive.notes_pdf",
@@ -161,10 +215,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         (image,) = render_pages(pdf, build.pdf.with_name("readme"), 1, dpi=README_DPI)
         shutil.copyfile(image, args.readme_image)
         pngs.append(args.readme_image)
+    fills = page_fill(pdf, build.pages)
+    worst = max((f for f in fills if not f.section_end), key=lambda f: f.empty, default=None)
     print(
         f"notes_pdf: wrote {pdf} ({build.pages} pages) and {len(pngs)} PNG(s), page 1 in "
         f"{pngs[0]}; {time.perf_counter() - start:.1f} s"
     )
+    if worst is not None:
+        print(
+            f"notes_pdf: the largest empty page bottom not at a section's end: "
+            f"{worst.empty:.0%} of the text block (page {worst.page})"
+        )
     return 0
 
 

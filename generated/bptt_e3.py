@@ -41,6 +41,7 @@ __all__ = [
     "gradient_norm",
     "gradients",
     "loss",
+    "state_jacobian_norms",
 ]
 
 CONFIG: dict[str, Any] = {
@@ -130,6 +131,34 @@ def clip_gradients(grads: Gradients, max_norm: float) -> Gradients:
     factor = min(1.0, float(max_norm) / (gradient_norm(grads) + 1e-6))
     W_x, W_s, W_y = (g * factor for g in _gradient_arrays(grads))
     return Gradients(grads.loss, W_x, W_s, W_y)
+
+
+def state_jacobian_norms(x: Any, W_x: Any, W_s: Any, s0: Any = None) -> np.ndarray:
+    """‖∂s̄_T/∂s̄_(T−k)‖₂, the spectral norm (largest singular value), for k = 1 … T.
+
+    ∂s̄_T/∂s̄_(T−k) = J_T J_(T−1) ⋯ J_(T−k+1) is the product of the factors J_t = ∂s̄_t/∂s̄_(t−1)
+    (numerator layout) that a gradient is multiplied by for every step back (R6): its norm
+    shows how far back gradients reach before they vanish, or how fast they explode.
+    Returns shape (T,), or (T, B) for batched x: entry k − 1 is the norm k steps back.
+    x, W_x, W_s and s0 as for forward(); costs about 2·T·B·n_s³ operations (a diagnostic).
+    """
+    a = _prepare(x, _NO_TARGET, W_x, W_s, _NO_TARGET, s0)
+    s, _ = _forward(a.x, a.W_x, a.W_s, a.W_y, a.s_0)
+    T = s.shape[0]
+    norms = np.empty(s.shape[:2], dtype=s.dtype)
+    product: np.ndarray | None = None
+    for k in range(1, T + 1):
+        t = T - k  # the 0-based index of step T − k + 1
+        J_t = _transition(s[t], a.W_s)
+        product = J_t if product is None else product @ J_t
+        norms[k - 1] = np.linalg.norm(product, 2, axis=(-2, -1))
+    return norms if a.batched else norms[:, 0]
+
+
+def _transition(s_t: np.ndarray, W_s: np.ndarray) -> np.ndarray:
+    """J_t = ∂s̄_t/∂s̄_(t−1) for a stack of B rows: (B, n_s, n_s), one Jacobian per row."""
+    # R6: ∂s̄_t/∂s̄_(t-1) = diag(Φ'(z̄_t)) · W_sᵀ
+    return (1 - s_t**2)[..., :, None] * W_s.T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +329,7 @@ def _gradient_arrays(grads: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out[0], out[1], out[2]
 
 
-_NO_TARGET = object()  # forward() takes no d
+_NO_TARGET = object()  # forward() takes no d, state_jacobian_norms() no d and no W_y
 
 
 def _array(name: str, value: Any) -> np.ndarray:
@@ -345,7 +374,9 @@ def _prepare(x: Any, d: Any, W_x: Any, W_s: Any, W_y: Any, s0: Any) -> _Args:
     ws = _array("W_s", W_s)
     if ws.shape != (n_s, n_s):
         raise _wrong_shape("W_s", ws, (n_s, n_s), f"n_s = {n_s} from W_x")
-    wy = _array("W_y", W_y)
+    # state_jacobian_norms() takes no W_y: zeros with n_y = 1 (a softmax needs an entry) in a
+    # dtype that changes no other's
+    wy = np.zeros((n_s, 1), dtype=np.float32) if W_y is _NO_TARGET else _array("W_y", W_y)
     if wy.ndim != 2 or wy.shape[0] != n_s:
         raise ValueError(f"W_y: expected shape ({n_s}, n_y) (n_s = {n_s} from W_x), got {wy.shape}")
     n_y = wy.shape[1]

@@ -27,6 +27,7 @@ STAGES: dict[str, int] = {
     "derive.derivation": 4,
     # 5: what consumes a derivation without printing: the proof and the code plans
     "derive.verify": 5,
+    "derive.worked": 5,
     "derive.codegen.plan": 5,
     "derive.codegen.plan_straight": 5,
     "derive.codegen.plan_loop": 5,
@@ -54,6 +55,9 @@ STAGES: dict[str, int] = {
     "derive.notes.verification": 8,
     "derive.notes.code_map": 8,
     "derive.notes.variant": 8,
+    "derive.notes.worked": 8,
+    "derive.notes.vanishing": 8,
+    "derive.notes.exercises": 8,
     # 9-10: assembly, and the ways in
     "derive.generate": 9,
     "derive.notes_pdf": 10,

@@ -12,25 +12,28 @@ import os
 import re
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import pytest
 import sympy as sp
 from conftest import ROOT
 
-from derive import check, derive, generate, labels, notes, notes_pdf, prove
+from derive import Config, check, codegen, derive, generate, labels, notes, notes_pdf, prove
 from derive import model as m
 from derive.errors import GenerationError
 from derive.notes import code_map, verification
 from derive.notes.common import general_form
-from derive.printing.latex import WIDTH, latex, width
+from derive.notes.lecture import product_form
+from derive.printing.latex import WIDTH, Ref, Row, aligned, latex, width
 from derive.render import render
 from derive.verify import Proof
+from derive.worked import worked_example
 
 NOTES = ROOT / "generated" / "notes"
 TEX, MD = NOTES / "bptt.tex", NOTES / "bptt.md"
 KATEX = ROOT / "tests" / "katex"
-ALL_LABELS = {f"Eq. {n}" for n in (*range(33, 48), 61)} | {f"R{n}" for n in range(1, 6)}
+ALL_LABELS = {f"Eq. {n}" for n in (*range(33, 48), 61)} | {f"R{n}" for n in range(1, 7)}
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -54,13 +57,33 @@ def proofs() -> tuple[Proof, ...]:
     )
 
 
+@cache
+def _curves() -> tuple[check.NormCurve, ...]:
+    """R6 measured, as generate measures it (about a second)."""
+    identity = Config(activation="identity", loss_steps="all")
+    return check.jacobian_norm_curves(
+        {
+            "identity": codegen.module_source(derive(identity), loop=True, name="identity"),
+            "tanh": codegen.module_source(derive(generate.TOTAL), loop=True, name="bptt"),
+        }
+    )
+
+
 def _input(proofs: tuple[Proof, ...], modules: dict[str, str]) -> notes.NotesInput:
+    lecture = derive(generate.LECTURE)
+    example = worked_example(lecture)
     return notes.NotesInput(
-        derive(generate.LECTURE),
+        lecture,
         derive(generate.TOTAL),
         proofs,
         check.gradient_checks(modules),
         modules,
+        example,
+        example.dE_dW_s,
+        _curves(),
+        derive(generate.SOFTMAX),
+        derive(generate.CLASSIFIER),
+        derive(generate.HALF),
     )
 
 
@@ -140,11 +163,15 @@ def test_sections_in_the_issues_order() -> None:
         "The loss at step 3 and the output weights",
         "The state weights: three paths back in time",
         "The input weights",
+        "A worked example",
         "N steps back",
-        "Verification",
+        "Training",
+        "Summary and exercises",
+        "Verification",  # the appendices
         "Where the code is",
+        "Answers to the exercises",
     ]
-    md_titles = re.findall(r"^## \d (.*)$", MD.read_text(), re.M)
+    md_titles = re.findall(r"^## (?:\d|Appendix [A-Z]:) (.*)$", MD.read_text(), re.M)
     assert md_titles == titles
 
 
@@ -157,9 +184,9 @@ def test_every_label_is_an_equation_tag_exactly_once(path: Path) -> None:
 
 
 def test_the_tags_come_in_the_order_of_the_sections() -> None:
-    """The lecture's case (33–46) first, then N steps back (37, 42, 47), then ours (R1–R5)."""
-    order = ["33", "34", "35", "36", "38", "39", "40", "41", "43", "44", "45", "46", "37", "42"]
-    order += ["47", "R1", "R2", "R3", "R4", "R5", "61"]
+    """Each general-N result right after its three-step case (36, 37; 38–41, 42; 43–46, 47),
+    then ours (R6 for the products of D_t W_sᵀ, R1–R5), then training (61)."""
+    order = [str(n) for n in range(33, 48)] + ["R6", "R1", "R2", "R3", "R4", "R5", "61"]
     for path in (TEX, MD):
         assert re.findall(r"\\tag\{([^}]*)\}", path.read_text()) == order
 
@@ -169,9 +196,11 @@ def test_derived_formulas_come_from_the_printer() -> None:
     d = derive()
     tex, md = TEX.read_text(), MD.read_text()
     unbroken = re.sub(r" \\\\\n&\\qquad\{\} ", " ", tex)
-    for weight in m.WEIGHT_NAMES:
-        for term in d.closed.expanded[weight]:
-            assert latex(term) in unbroken, (weight, latex(term))
+    assert latex(d.closed.expanded["W_y"][0]) in unbroken
+    for weight in ("W_s", "W_x"):  # the terms as literal products in the D_t notation
+        for term in d.expansions[weight].terms:
+            assert latex(product_form(term)) in unbroken, (weight, latex(product_form(term)))
+            assert latex(product_form(term)) in md
     for line in d.closed.recurrence:
         assert latex(line.expression) in tex
         assert latex(line.expression) in md
@@ -193,7 +222,12 @@ def test_the_templates_type_no_notation() -> None:
 def test_long_rows_are_broken_to_fit() -> None:
     tex = TEX.read_text()
     blocks = re.findall(r"\\begin\{aligned\}\n(.*?)\n\\end\{aligned\}", tex, re.S)
-    assert any("&\\qquad{}" in b for b in blocks), "no display was broken across lines"
+    # No display of the notes needs breaking since the D_t notation; the breaking itself:
+    d = derive()
+    old_40 = d.closed.expanded["W_s"][-1]  # the ⊙ form, wider than a line
+    broken = aligned([Row.of(Ref("40"), old_40)])
+    assert "&\\qquad{}" in broken
+    blocks += re.findall(r"\\begin\{aligned\}\n(.*?)\n\\end\{aligned\}", broken, re.S)
     for block in blocks:
         for line in block.split(" \\\\\n"):
             assert width(line) <= WIDTH + 6, line  # + the side-by-side factor tables' gap
@@ -222,10 +256,10 @@ def test_notes_of_a_fake_module_show_its_checks_and_code(proofs: tuple[Proof, ..
 
 def test_the_figure_is_the_derivations_dependency_graph(proofs: tuple[Proof, ...]) -> None:
     context = notes.build_context(_input(proofs, {}))
-    assert [n.id for n in context.nodes] == [
+    assert [n.id for n in context.figure.nodes] == [
         "x1", "x2", "x3", "s0", "s1", "s2", "s3", "y3", "E3", "d3",
     ]  # fmt: skip
-    edges = {(e.source, e.target, e.tex) for e in context.edges}
+    edges = {(e.source, e.target, e.tex) for e in context.figure.edges}
     assert edges == {
         *((f"x{t}", f"s{t}", "W_x") for t in (1, 2, 3)),
         *((f"s{t - 1}", f"s{t}", "W_s") for t in (1, 2, 3)),
@@ -401,6 +435,25 @@ def test_the_notes_compile_cleanly(tmp_path: Path) -> None:
     build = notes_pdf.compile_tex(tex, tmp_path / "build")  # raises on any problem
     assert build.pdf.is_file() and build.pages >= 6
     assert "Overfull" not in build.log or notes_pdf.log_problems(build.log) == []
+    # Issue 12: no page more than 30 % empty at its bottom, except where a section follows.
+    fills = notes_pdf.page_fill(build.pdf, build.pages)
+    loose = [f for f in fills if not f.section_end and f.empty > notes_pdf.EMPTY_LIMIT]
+    assert not loose, loose
+
+
+@pytest.mark.tex
+def test_the_page_fill_measure_sees_an_empty_page(tmp_path: Path) -> None:
+    """The measure behind the 30 % rule: half a page of text, then a page break."""
+    _latexmk()
+    tex = tmp_path / "half.tex"
+    filler = " ".join(["Words to fill a line of text."] * 60)  # about a third of a page
+    preamble = "\\documentclass[11pt,a4paper]{article}\\usepackage[margin=2.5cm]{geometry}"
+    body = f"{filler}\\newpage\\section{{Next}}More.\\newpage More."
+    tex.write_text(f"{preamble}\\begin{{document}}{body}\\end{{document}}\n")
+    build = notes_pdf.compile_tex(tex, tmp_path / "build")
+    fills = notes_pdf.page_fill(build.pdf, build.pages)
+    assert 0.5 < fills[0].empty < 0.8 and fills[0].section_end
+    assert fills[1].empty > 0.9 and not fills[1].section_end
 
 
 @pytest.mark.tex

@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from derive import ops
+from derive import labels, ops
+from derive import model as m
 from derive.codegen.describe import ModelText
-from derive.codegen.plan import Statement, matrix_cse
+from derive.codegen.plan import Statement, matrix_cse, rename, through_outputs
 from derive.derivation import Derivation
+from derive.errors import GenerationError
 from derive.printing.numpy import BPTTNumPyPrinter
+from derive.printing.text import text
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,17 @@ class Helper:
 
 
 @dataclass(frozen=True)
+class Transition:
+    """J_t = ∂s̄_t/∂s̄_(t−1) as code: ``def _transition(arguments): return expr``, called as
+    ``call`` inside state_jacobian_norms' loop (step index t, previous state s_prev)."""
+
+    comment: str
+    arguments: tuple[str, ...]
+    expr: str
+    call: str
+
+
+@dataclass(frozen=True)
 class ModuleBase:
     """What every module template needs, already printed."""
 
@@ -57,6 +72,7 @@ class ModuleBase:
     window: int | None  # truncated BPTT's K
     loss_doc: str
     helpers: tuple[Helper, ...]
+    transition: Transition
 
 
 def wrap(*paragraphs: str) -> tuple[str, ...]:
@@ -108,6 +124,49 @@ def helpers(statements: Iterable[Statement], printer: BPTTNumPyPrinter) -> tuple
     return tuple(out)
 
 
+# Where state_jacobian_norms finds what J_t reads: its code name and the expression it calls with.
+_TRANSITION_ARGS = {
+    m.x(m.t): ("x_t", "a.x[t]"),
+    m.s(m.t): ("s_t", "s[t]"),
+    m.s(m.t - 1): ("s_prev", "s[t - 1] if t > 0 else a.s_0"),
+    m.W_x: ("W_x", "a.W_x"),
+    m.W_s: ("W_s", "a.W_s"),
+}
+
+
+def transition(d: Derivation, printer: BPTTNumPyPrinter) -> Transition:
+    """The derivation's factor ∂s̄_t/∂s̄_(t−1) (numerator layout), printed for a stack of rows:
+    Φ' through Φ's output where the activation has that form, else through z̄_t's definition."""
+    if len(d.transitions) != 1:
+        raise GenerationError(f"expected one state transition, got {len(d.transitions)}")
+    (f,) = d.transitions
+    # Φ'(z̄_tᵀ) inside diag(…) is the transpose of the row Φ'(z̄_t), the form the rewrites know
+    jacobian = f.jacobian.replace(
+        lambda e: isinstance(e, ElementwiseApplyFunction) and isinstance(e.expr, sp.Transpose),
+        lambda e: sp.Transpose(ElementwiseApplyFunction(e.function, e.expr.arg)),
+    )
+    expr = through_outputs(jacobian, d.statement)
+    hidden = {
+        eq.target: eq.rhs
+        for eq in d.statement.equations
+        if d.statement.quantities[m.step_of(eq.target)[0]].role == "hidden"  # type: ignore[index]
+    }
+    while expr.atoms(sp.MatrixSymbol) & hidden.keys():
+        expr = expr.xreplace(hidden)
+    unknown = expr.atoms(sp.MatrixSymbol) - _TRANSITION_ARGS.keys()
+    if unknown:
+        raise GenerationError(f"∂s̄_t/∂s̄_(t−1) reads {sorted(map(str, unknown))}: not in code")
+    used = [k for k in _TRANSITION_ARGS if k in expr.atoms(sp.MatrixSymbol)]
+    names = {k: _TRANSITION_ARGS[k][0] for k in used}
+    printed = printer.doprint(rename(expr, names))
+    return Transition(
+        f"{labels.TRANSITION}: ∂{text(f.numerator)}/∂{text(f.denominator)} = {text(jacobian)}",
+        tuple(names.values()),
+        printed,
+        f"_transition({', '.join(_TRANSITION_ARGS[k][1] for k in used)})",
+    )
+
+
 def base(
     d: Derivation,
     text: ModelText,
@@ -139,4 +198,5 @@ def base(
         "window": d.config.truncate if loop else None,
         "loss_doc": loss,
         "helpers": helpers(statements, printer),
+        "transition": transition(d, printer),
     }

@@ -29,13 +29,23 @@ import sympy as sp
 
 from derive import labels
 from derive import model as m
-from derive.check import CheckResult
+from derive.check import CheckResult, NormCurve
 from derive.derivation import Derivation
-from derive.notes import code_map, figure, general, lecture, verification
+from derive.notes import (
+    code_map,
+    exercises,
+    figure,
+    general,
+    lecture,
+    vanishing,
+    verification,
+    worked,
+)
 from derive.notes.common import Display, N, at_step, t, tagged
 from derive.printing.latex import Partial, Row, aligned
 from derive.render import render
 from derive.verify import Proof
+from derive.worked import WorkedExample
 
 __all__ = ["NotesContext", "NotesInput", "build_context", "notes_files"]
 
@@ -49,6 +59,12 @@ class NotesInput:
     proofs: tuple[Proof, ...]
     checks: tuple[CheckResult, ...]
     modules: Mapping[str, str]  # generated file name → source
+    example: WorkedExample  # the lecture's case with numbers (n = 1)
+    example_code: float  # ∂E_3/∂W_s of the example by generated/bptt_e3.py
+    curves: tuple[NormCurve, ...]  # R6 measured: ‖∂s̄_T/∂s̄_(T−k)‖₂ (vanishing gradients)
+    softmax: Derivation  # softmax output, squared error, Σ_t E_t
+    classifier: Derivation  # softmax output, cross-entropy, Σ_t E_t
+    half: Derivation  # the lecture's case with the loss scaled by ½
     variants: tuple[str, ...] = ()  # the variant modules' file names, each with a page
 
 
@@ -61,8 +77,7 @@ class NotesContext:
     quantities: tuple[lecture.Quantity, ...]
     model: tuple[Display, ...]  # Eq. 33, 34, 35
     names: Display  # z̄_t and ō_t, the pre-activations
-    nodes: tuple[figure.Node, ...]
-    edges: tuple[figure.Edge, ...]
+    figure: figure.Figure  # Section 2
     loss_3: Display
     w_y_chain: Display  # Eq. 36
     w_y_factors: Display
@@ -71,6 +86,9 @@ class NotesContext:
     w_x: lecture.WeightSection
     general: tuple[Display, ...]  # Eq. 37, 42, 47
     chain_n: Display  # ∂ȳ_N/∂s̄_i written out
+    transitions: Display  # R6, ∂s̄_N/∂s̄_(N−k)
+    vanishing: vanishing.Vanishing  # R6 measured, the plot
+    extras: exercises.Extras  # softmax g_t, the copies W_1, W_2, W_3, the exercises' answers
     total_loss: Display
     total_terms: str
     g: Display  # R1
@@ -78,6 +96,7 @@ class NotesContext:
     collected: tuple[Display, ...]  # R3, R4, R5
     training: tuple[Display, ...]  # the update rule, Eq. 61, norm clipping
     variants: tuple[tuple[str, str], ...]  # (module file, notes page) of the variant modules
+    worked: worked.WorkedSection
     unrolled: Display  # the lecture's δ_3, δ_2, δ_1
     unrolled_sums: Display
     proof: verification.ProofTable
@@ -91,6 +110,7 @@ def notes_files(given: NotesInput) -> dict[str, str]:
     return {
         "notes/bptt.tex": render("notes.tex.jinja", context),
         "notes/bptt.md": render("notes.md.jinja", context),
+        "notes/vanishing.svg": render("vanishing.svg.jinja", context.vanishing),
     }
 
 
@@ -98,7 +118,6 @@ def build_context(given: NotesInput) -> NotesContext:
     """The notes' context, printed from what ``given`` holds."""
     lec, total = given.lecture, given.total
     w_y = lec.expansions["W_y"].terms[0]
-    nodes, edges = figure.figure(lec)
     return NotesContext(
         sym=lecture.symbols(lec),
         activation=lec.config.activation_name,
@@ -107,8 +126,7 @@ def build_context(given: NotesInput) -> NotesContext:
         names=Display(
             aligned(Row.of(eq.target, eq.rhs) for eq in lecture.pre_activations(lec)), ""
         ),
-        nodes=nodes,
-        edges=edges,
+        figure=figure.figure(lec),
         loss_3=Display(
             aligned([Row.of(*at_step(lecture.model_equation(lec, labels.LOSS), 3))]), ""
         ),
@@ -121,6 +139,16 @@ def build_context(given: NotesInput) -> NotesContext:
         w_x=lecture.weight_section(lec, "W_x", labels.W_X_TERMS, labels.W_X_SUM, only=("weight",)),
         general=general.general(lec),
         chain_n=general.chain_n(lec),
+        transitions=general.transitions(lec),
+        vanishing=vanishing.section(given.curves),
+        extras=exercises.extras(
+            lec,
+            given.softmax,
+            given.classifier,
+            given.half,
+            given.example,
+            len(total.expansions["W_s"].terms),
+        ),
         total_loss=Display(
             aligned([Row.of(sp.MatrixSymbol("E", 1, 1), sp.Sum(m.at("E", t), (t, 1, N)))]),
             "",
@@ -131,6 +159,7 @@ def build_context(given: NotesInput) -> NotesContext:
         collected=general.collected(lec, total),
         training=general.training(),
         variants=tuple((name, name.removesuffix(".py") + ".md") for name in given.variants),
+        worked=worked.worked(given.example, given.example_code),
         unrolled=Display(
             aligned(Row.of(d.target, d.expression) for d in lec.closed.recurrence), ""
         ),

@@ -187,3 +187,18 @@ def collected(lecture: Derivation, total: Derivation) -> tuple[Display, ...]:
         w = lecture.expansions[weight].weight
         out.append(tagged(label, Partial(e, w), lecture_sum))
     return tuple(out)
+
+
+def transitions(d: Derivation) -> Display:
+    """R6: ∂s̄_N/∂s̄_(N−k), the product of k factors ∂s̄_t/∂s̄_(t−1) = D_t W_sᵀ (the derivation's
+    generic transition, D_t for diag(Φ'(z̄_t))), written out as its first, second and last."""
+    from derive.notes.lecture import with_diagonals  # the D_t naming of Sections 4–5
+
+    (f,) = d.transitions
+    k = sp.Symbol("k", integer=True, positive=True)
+    factors = [with_diagonals(m.instantiate(f.jacobian, {t: step})) for step in (N, N - 1)]
+    factors += [Dots(), with_diagonals(m.instantiate(f.jacobian, {t: N - k + 1}))]
+    lhs = Partial(m.at("s", N), m.at("s", N - k))
+    return Display(
+        aligned([Row.of(lhs, Chain(*factors))]), rf"\tag{{{labels.tag(labels.TRANSITION)}}}"
+    )

@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive import activations as acts
-from derive import chain, labels, notation
+from derive import chain, labels, notation, ops
 from derive import model as m
 from derive.chain import Factor
 from derive.derivation import Derivation
 from derive.errors import GenerationError
 from derive.notes.common import Display, N, at_step, i, step_of, t, tagged
 from derive.printing.latex import (
+    Chain,
+    Note,
     Partial,
     Ref,
     Row,
@@ -32,6 +35,7 @@ from derive.printing.latex import (
     leibniz,
     shape,
 )
+from derive.worked import diagonal
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class WeightSection:
     total: Display
     factors: Display
     closed: Display
+    closed_last: str  # the last term's product on one line, (40) = …
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +117,18 @@ def symbols(d: Derivation) -> dict[str, str]:
             "dPhi": acts.dPhi,
             "dphi_3": acts.dphi(m.z(3)),
             "diag_dphi_3": sp.DiagMatrix(acts.dphi(m.z(3)).T),
+            "diag_dphi_t": sp.DiagMatrix(acts.dphi(m.at("z", t)).T),
+            "dphi_t": acts.dphi(m.at("z", t)),
+            "D_t": diagonal(t),
+            "hadamard_D": sp.Eq(
+                sp.hadamard_product(U, acts.dphi(m.at("z", t))), U * diagonal(t), evaluate=False
+            ),
+            "state_jacobian_Dk": diagonal(t) * m.W_s.T,
+            "s_k1_T": m.at("s", k - 1).T,
+            "s_Nk": m.at("s", N - k),
+            "ds_N_ds_Nk": Partial(m.at("s", N), m.at("s", N - k)),
+            "dE_t_do_t": Partial(m.at("E", t), _o("t")),
+            "y_softmax": sp.Eq(m.at("y", t), ops.Softmax(m.at("s", t) * m.W_y), evaluate=False),
             "hadamard": sp.hadamard_product(m.s(1), m.s(2)),
             "error_t": m.at("d", "t") - m.at("y", "t"),
             "squared_error_t": sp.HadamardPower(m.at("d", "t") - m.at("y", "t"), 2),
@@ -122,6 +139,12 @@ def symbols(d: Derivation) -> dict[str, str]:
             "U_W_y_T": U * m.W_y.T,
             "dE_3_dW_x": Partial(m.E(3), m.W_x),
             "dE_3_dW_s": Partial(m.E(3), m.W_s),
+            "dE_dW_s": Partial(E, m.W_s),
+            "identity_power": sp.Eq(
+                sp.MatPow(m.W_s.T, k),
+                Chain(sp.Symbol("rho") ** k, sp.MatPow(sp.MatrixSymbol("Q", m.n_s, m.n_s).T, k)),
+                evaluate=False,
+            ),
             "dE_3_dW_y": Partial(m.E(3), m.W_y),
             "ds_3_dW_s": Partial(m.s(3), m.W_s),
             "ds_k_ds_k1": Partial(m.at("s", k), m.at("s", k - 1)),
@@ -136,7 +159,7 @@ def symbols(d: Derivation) -> dict[str, str]:
     )
     state = next(f for f in d.expansions["W_s"].terms[-1].factors if f.kind == "state")
     steps = {step_of(state.numerator): t, step_of(state.denominator): t - 1}
-    exprs["state_jacobian"] = m.renumber(state.jacobian, steps)
+    exprs["state_jacobian"] = with_diagonals(m.renumber(state.jacobian, steps))
     exprs["ds_t_ds_prev"] = m.renumber(leibniz(state), steps)
     out = {name: latex(e, inline=True) for name, e in exprs.items()}
     definitions = {str(eq.target.name): (eq.target, eq.rhs) for eq in d.statement.equations}
@@ -173,15 +196,76 @@ def quantities(d: Derivation) -> tuple[Quantity, ...]:
 # Sections 3–5: the lecture's chain rule at N = 3.
 
 
+def with_diagonals(e: Any) -> Any:
+    """``e`` with diag(Φ'(z̄_k)) named D_k, and U ⊙ Φ'(z̄_k) written as the product U D_k."""
+
+    def step(v: Any) -> Any:
+        found = m.step_of(v.arg if isinstance(v, sp.Transpose) else v)
+        return None if found is None else found[1]
+
+    def dphi_step(v: Any) -> Any:
+        if isinstance(v, sp.Transpose):
+            v = v.arg
+        if isinstance(v, ElementwiseApplyFunction) and acts.applied_function(v) == acts.dPhi:
+            return step(v.expr)
+        return None
+
+    def rewrite(v: Any) -> Any:
+        if isinstance(v, sp.DiagMatrix) and (k := dphi_step(v.args[0])) is not None:
+            return diagonal(k)
+        if isinstance(v, sp.HadamardProduct):
+            ks = [dphi_step(a) for a in v.args]
+            if len(v.args) == 2 and ks[1] is not None:
+                return sp.MatMul(rewrite(v.args[0]), diagonal(ks[1]))
+        if v.args and ops.is_matrix(v):
+            args = [rewrite(a) for a in v.args]
+            return v.func(*args) if args != list(v.args) else v
+        return v
+
+    return rewrite(e)
+
+
+def product_form(term: chain.Term) -> Any:
+    """A term as the lecture writes it, a literal matrix product read left to right: each
+    factor's Jacobian (D_k for diag(Φ'(z̄_k))), then the three-index last factor by its action on
+    that product. Every step checks that the shapes conform, left to right."""
+    product: Any = None
+    for f in term.factors:
+        if f.jacobian is not None:
+            J = with_diagonals(f.jacobian)
+            if product is not None and sp.simplify(product.shape[1] - J.shape[0]) != 0:
+                raise GenerationError(
+                    f"{latex(product)} ({shape_of(product)}) times {latex(J)} ({shape_of(J)}) "
+                    "does not conform"
+                )
+            product = J if product is None else sp.MatMul(product, J).doit(deep=False)
+            continue
+        row = product if product is not None else sp.Identity(1)
+        if any(
+            sp.simplify(a - b) != 0 for a, b in zip(row.shape, f.placeholder.shape, strict=True)
+        ):
+            raise GenerationError(
+                f"{latex(row)} ({shape_of(row)}) cannot meet ∂{f.numerator}/∂{f.denominator}"
+            )
+        return with_diagonals(f.pullback).xreplace({f.placeholder: row})
+    raise GenerationError(f"the term {term} does not end with a factor ∂(row)/∂W")
+
+
+def shape_of(e: Any) -> str:
+    return " × ".join(str(n) for n in e.shape)
+
+
 def factor_rows(factors: Sequence[Factor]) -> str:
-    """Each distinct factor: its Jacobian (row layout) and what it does to a row gradient U."""
+    """Each distinct factor: its Jacobian (numerator layout; "—" for a three-index factor) and
+    what it does to a row gradient U."""
     rows = []
     for f in sorted(dict.fromkeys(factors), key=lambda f: chain.KINDS.index(f.kind)):
-        action = (f.placeholder, r"\mapsto", f.pullback)
+        action = (f.placeholder, r"\mapsto", with_diagonals(f.pullback))
         if f.jacobian is None:
-            rows.append(Row(((Partial(f.numerator, f.denominator), "", None), action)))
+            rows.append(Row(((Partial(f.numerator, f.denominator), "=", Note("—")), action)))
         else:
-            rows.append(Row(((Partial(f.numerator, f.denominator), "=", f.jacobian), action)))
+            J = with_diagonals(f.jacobian)
+            rows.append(Row(((Partial(f.numerator, f.denominator), "=", J), action)))
     return aligned(rows)
 
 
@@ -200,8 +284,8 @@ def weight_section(
     loss = Partial(m.E(3), expansion.weight)  # the lecture's E_3
     factors = [f for term in terms for f in term.factors if f.kind in only]
     closed = [
-        Row.of(Ref(labels.tag(label)), expr)
-        for label, expr in zip(term_labels, d.closed.expanded[weight], strict=True)
+        Row.of(Ref(labels.tag(label)), product_form(term))
+        for label, term in zip(term_labels, terms, strict=True)
     ]
     return WeightSection(
         weight=latex(expansion.weight),
@@ -213,4 +297,5 @@ def weight_section(
         total=tagged(sum_label, loss, expansion),
         factors=Display(factor_rows(factors), ""),
         closed=Display(aligned(closed), ""),
+        closed_last=aligned([closed[-1]]),
     )

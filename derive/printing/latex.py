@@ -80,6 +80,12 @@ class Chain(sp.Expr):
     is_commutative = False
 
 
+class Numbers(sp.Expr):
+    """Numbers written as a product, left unevaluated (the worked example's factors)."""
+
+    is_commutative = False
+
+
 class Ref(sp.Expr):
     """An equation number standing for its equation, ``(38)``."""
 
@@ -295,6 +301,11 @@ class BPTTLatexPrinter(LatexPrinter):
     def _print_Chain(self, expr: Chain) -> str:
         """Factors side by side with a thin space, a line break allowed between them."""
         return rf" {_BREAK}\,".join(self._print(a) for a in expr.args)
+
+    def _print_Numbers(self, expr: Numbers) -> str:
+        """a · b · c, a negative number in parentheses."""
+        parts = [self._print(a) for a in expr.args]
+        return r" \cdot ".join(f"({p})" if p.startswith("-") else p for p in parts)
 
     def _print_Ref(self, expr: Ref) -> str:
         """An equation number as upright text, (38)."""

@@ -85,6 +85,14 @@ class BPTTNumPyPrinter(NumPyPrinter):
                 else sp.MatMul(coeff, *matrices[2:])
             )
             return f"{dot} * {self.parenthesize(rest, _MUL, strict=False)}"
+        if isinstance(matrices[0], sp.DiagMatrix) and len(matrices) > 1:
+            # diag(v̄ᵀ) M of a stack of rows v̄ (B, n): one Jacobian per row, (B, n, n), each row
+            # of M scaled by an entry of v̄ (state_jacobian_norms' factors, Eq. 42)
+            diag = self._diag_column(matrices[0])
+            if coeff == 1 and len(matrices) == 2:
+                return f"{diag}[..., :, None] * {self._print(matrices[1])}"
+            rest = sp.MatMul(coeff, *matrices[1:])
+            return f"{diag}[..., :, None] * ({self._print(rest)})"
         body = " @ ".join(self.parenthesize(a, _MUL, strict=False) for a in matrices)
         if coeff == 1:
             return body
@@ -280,8 +288,22 @@ class BPTTNumPyPrinter(NumPyPrinter):
                 return None if inner is None else [*inner, f"{out} *= {arg}"]
         return None
 
+    def _diag_column(self, expr: Any) -> str:
+        """The row v̄ of diag(v̄ᵀ), printed."""
+        (column,) = expr.args
+        if not isinstance(column, sp.Transpose):
+            raise TypeError(f"expected diag(v̄ᵀ) of a row v̄, got {expr}")
+        row = column.arg
+        if (
+            isinstance(row, ElementwiseApplyFunction)
+            and not self._elementwise_body(row).free_symbols
+        ):
+            # a constant Φ' (the identity's 1) still needs the rows' shape
+            return f"np.full_like({self._print(row.expr)}, {self._print(row)})"
+        return self.parenthesize(row, PRECEDENCE["Atom"], strict=True)
+
     def _print_DiagMatrix(self, expr: Any) -> str:
-        """Jacobians (diag) are for the notes; generated code uses ⊙ instead."""
+        """Alone, a diagonal matrix is not printed: code scales rows instead (see MatMul)."""
         raise TypeError(f"a diagonal matrix reached the NumPy printer: {expr}")
 
     def _print_Identity(self, expr: sp.Identity) -> str:

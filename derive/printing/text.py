@@ -40,6 +40,12 @@ class TextPrinter(StrPrinter):
         """⊙ between the factors."""
         return " ⊙ ".join(self.parenthesize(a, PRECEDENCE["Mul"], strict=False) for a in expr.args)
 
+    def _print_DiagMatrix(self, expr: Any) -> str:
+        """diag(v̄) for the diagonal matrix of a row v̄ (SymPy holds it as diag(v̄ᵀ))."""
+        (arg,) = expr.args
+        arg = arg.arg if isinstance(arg, sp.Transpose) else arg
+        return f"diag({self._print(arg)})"
+
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         """Juxtaposition with a · for readability."""
         coeff, matrices = expr.as_coeff_matrices()

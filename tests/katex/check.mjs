@@ -16,11 +16,12 @@ const lineOf = (index) => text.slice(0, index).split("\n").length;
 const spans = [];
 let rest = text;
 const blank = (match) => match.replace(/[^\n]/g, " ");
-for (const m of text.matchAll(/^```math\n([\s\S]*?)^```$/gm)) {
-  spans.push({ tex: m[1], display: true, line: lineOf(m.index) + 1 });
+// A fence may be indented (inside a list item); its closing fence has the same indent.
+for (const m of text.matchAll(/^( *)```math\n([\s\S]*?)^\1```$/gm)) {
+  spans.push({ tex: m[2], display: true, line: lineOf(m.index) + 1 });
 }
-rest = rest.replace(/^```math\n[\s\S]*?^```$/gm, blank);
-rest = rest.replace(/^```[\s\S]*?^```$/gm, blank); // other fenced blocks (mermaid) are not math
+rest = rest.replace(/^( *)```math\n[\s\S]*?^\1```$/gm, blank);
+rest = rest.replace(/^( *)```[\s\S]*?^\1```$/gm, blank); // other fenced blocks (mermaid) are not math
 for (const m of rest.matchAll(/\$`([^`]+)`\$/g)) {
   spans.push({ tex: m[1], display: false, line: lineOf(m.index) });
 }
