@@ -34,6 +34,7 @@ class Extras:
 
     softmax_g: Display  # g_t for a softmax output: squared error, cross-entropy
     copies: Display  # ∂E_3/∂W_s as the sum of the derivatives with respect to copies W_1, W_2, W_3
+    copies_x: Display  # the same for W_x (exercise 6's answer)
     half_w_y: Display  # exercise 1's answer: ∂E_3/∂W_y with the factor ½
     worked_x: Display  # exercise 2's answer: (43)–(45) with the worked example's numbers
     worked_x_total: str
@@ -53,6 +54,21 @@ def _g(d: Derivation) -> tuple[object, object]:
     return m.renumber(line.target, {step: m.t}), m.renumber(line.expression, {step: m.t})
 
 
+def _copies(lecture: Derivation, weight: str, term_labels: tuple[str, ...]) -> Display:
+    """∂E_3/∂W = Σ_k ∂E_3/∂W_k over copies W_k of W, one per step, and which term each is."""
+    w = lecture.expansions[weight].weight
+    copies = {k: sp.MatrixSymbol(f"W_{k}", *w.shape) for k in (3, 2, 1)}
+    rows = [
+        Row.of(
+            Partial(m.E(3), w),
+            sp.Add(*(Partial(m.E(3), c) for c in copies.values()), evaluate=False),
+        )
+    ]
+    for term, label in zip(lecture.expansions[weight].terms, term_labels, strict=True):
+        rows.append(Row.of(Partial(m.E(3), copies[term.through]), Ref(labels.tag(label))))
+    return Display(aligned(rows), "")
+
+
 def extras(
     lecture: Derivation,
     softmax: Derivation,
@@ -68,26 +84,14 @@ def extras(
             (_g(classifier), "softmax, cross-entropy"),
         )
     ]
-    copies = [sp.MatrixSymbol(f"W_{k}", m.n_s, m.n_s) for k in (1, 2, 3)]
-    through = {
-        term.through: label
-        for term, label in zip(lecture.expansions["W_s"].terms, labels.W_S_TERMS, strict=True)
-    }
-    copy_rows = [
-        Row.of(
-            Partial(m.E(3), m.W_s),
-            sp.Add(*(Partial(m.E(3), w) for w in reversed(copies)), evaluate=False),
-        )
-    ]
-    copy_rows += [
-        Row.of(Partial(m.E(3), w), Ref(labels.tag(through[k])))
-        for k, w in zip((3, 2, 1), reversed(copies), strict=True)
-    ]
+    copies = _copies(lecture, "W_s", labels.W_S_TERMS)
+    copies_x = _copies(lecture, "W_x", labels.W_X_TERMS)
     steps = math.ceil(DECAY_BELOW / -math.log10(float(DECAY_RHO)))
     x_rows, x_total = worked_terms(example.terms_x, labels.W_X_TERMS, example.total_x)
     return Extras(
         softmax_g=Display(aligned(rows), ""),
-        copies=Display(aligned(copy_rows), ""),
+        copies=copies,
+        copies_x=copies_x,
         half_w_y=Display(
             aligned([Row.of(Partial(m.E(3), m.W_y), half.closed.expanded["W_y"][0])]), ""
         ),

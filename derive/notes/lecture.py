@@ -104,6 +104,7 @@ def symbols(d: Derivation) -> dict[str, str]:
             "s_k1": m.at("s", k - 1),
             "s_t_next": m.at("s", t + 1),
             "x_k": m.at("x", k),
+            "s_k": m.at("s", k),
             "eta": sp.Symbol("eta"),
             "epsilon": sp.Symbol("epsilon"),
             "W_x": m.W_x,

@@ -72,17 +72,20 @@ _CANDIDATE_WORDS = {
 
 
 def proof_table(proofs: Sequence[verify.Proof]) -> ProofTable:
-    """One row per loss and candidate: 'equal' for each weight, or generation fails."""
+    """One row per loss and candidate, for each weight what was shown (math): identical as exact
+    rationals, or a relative difference below the tolerance; a failed proof fails generation."""
     rows = []
     forms: dict[str, None] = {}
+    tolerance = _power_of_ten(float(verify.TOLERANCE))
     for proof in proofs:
         if not proof.ok:
             raise GenerationError("\n".join(proof.lines()))
         steps = proof.config.steps
         loss = m.E(steps) if proof.config.loss_steps == "last" else sp.MatrixSymbol("E", 1, 1)
         for candidate in verify.CANDIDATES:
+            # what was shown, precisely: identical as exact rationals, or agreement to 10⁻³⁰
             verdicts = tuple(
-                "equal"
+                r"\text{identical}" if c.method == "exact" else f"< {tolerance}"
                 for w in m.WEIGHT_NAMES
                 for c in proof.comparisons
                 if c.candidate == candidate and c.weight == w and c.ok
