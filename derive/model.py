@@ -124,6 +124,11 @@ def delta(k: Any) -> sp.MatrixSymbol:
     return at("delta", k)
 
 
+def D(k: Any) -> sp.MatrixSymbol:
+    """D_k = diag(Φ'(z̄_k)), the step's derivatives on a diagonal (n_s×n_s; our name)."""
+    return sp.MatrixSymbol(f"D_{sp.sstr(k)}", n_s, n_s)
+
+
 def _parts(symbol: Any) -> tuple[str, Any, Any] | None:
     head, sep, index = str(getattr(symbol, "name", "")).rpartition("_")
     base, hat, loss = head.partition("^")

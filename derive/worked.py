@@ -105,11 +105,6 @@ class WorkedExample:
         )
 
 
-def diagonal(k: Any) -> sp.MatrixSymbol:
-    """D_k = diag(Φ'(z̄_k)), the diagonal matrix of the step's derivatives (our name)."""
-    return sp.MatrixSymbol(f"D_{k}", m.n_s, m.n_s)
-
-
 def worked_example(d: Derivation, values: dict[str, sp.Rational] | None = None) -> WorkedExample:
     """The lecture's case, evaluated at ``values`` (default :data:`VALUES`), sizes (1, 1, 1)."""
     stmt = d.statement
@@ -127,7 +122,7 @@ def worked_example(d: Derivation, values: dict[str, sp.Rational] | None = None) 
 
     forward = [(q, number(q)) for k in (1, 2, 3) for q in (m.z(k), m.s(k))]
     forward += [(m.y(3), number(m.y(3))), (m.E(3), number(m.E(3)))]
-    derivatives = tuple((diagonal(k), number(acts.dphi(m.z(k)))) for k in (1, 2, 3))
+    derivatives = tuple((m.D(k), number(acts.dphi(m.z(k)))) for k in (1, 2, 3))
     found = {}
     for weight in ("W_s", "W_x"):
         terms = []

@@ -20,7 +20,7 @@ from derive import activations as acts
 from derive import model as m
 from derive.errors import GenerationError
 from derive.notes.lecture import product_form
-from derive.worked import diagonal, worked_example
+from derive.worked import worked_example
 from generated import bptt_e3
 
 
@@ -59,7 +59,7 @@ def test_products_conform_and_equal_the_closed_forms(config: Config) -> None:
     ctx = ops.Context(config.act, dims)
     for k in range(1, config.steps + 1):
         dphi = ops.evaluate(acts.dphi(m.z(k)), binding, ctx)
-        binding[diagonal(k)] = sp.diag(*dphi)
+        binding[m.D(k)] = sp.diag(*dphi)
     for name, expansion in d.expansions.items():
         if name == "W_y":
             continue
@@ -78,3 +78,21 @@ def test_a_non_conforming_product_is_rejected(lecture: Any) -> None:
     wrong = [replace(f, jacobian=m.W_y) if f.kind == "output" else f for f in term.factors]
     with pytest.raises(GenerationError, match="does not conform"):
         product_form(replace(term, factors=tuple(wrong)))
+
+
+def test_generation_refuses_a_module_that_disagrees_with_the_example(lecture: Any) -> None:
+    """check.worked_value, which generation runs, fails on a module with a wrong ∂E_3/∂W_x."""
+    from pathlib import Path
+
+    from derive import check
+
+    ex = worked_example(lecture)
+    source = (Path(bptt_e3.__file__)).read_text()
+    expected = {"W_s": ex.dE_dW_s, "W_x": float(ex.total_x)}
+    assert check.worked_value(source, ex.arrays(), expected) == pytest.approx(ex.dE_dW_s)
+    wrong = source.replace(
+        "return Gradients(float(E), dE_dW_x,", "return Gradients(float(E), 2 * dE_dW_x,"
+    )
+    assert wrong != source
+    with pytest.raises(GenerationError, match="∂E_3/∂W_x"):
+        check.worked_value(wrong, ex.arrays(), expected)

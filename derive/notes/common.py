@@ -4,8 +4,8 @@ Contract: :class:`Display`, the printed equation every section returns, and :fun
 tagged with its label; :func:`general_form`, which returns a general form only after it has
 reproduced every concrete term it stands for (else :class:`~derive.errors.GenerationError`);
 :func:`at_step`, an equation of the generic step at a concrete step; :func:`tex_text`, file and
-function names as LaTeX text. Step symbols and their renaming are :mod:`derive.model`'s. No
-section's content lives here.
+function names as LaTeX text; :func:`with_diagonals`, the D_k naming every display uses. Step
+symbols and their renaming are :mod:`derive.model`'s. No section's content lives here.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from derive import labels
+from derive import activations as acts
+from derive import labels, ops
 from derive import model as m
 from derive.errors import GenerationError
 from derive.printing.latex import Row, aligned
@@ -65,3 +67,32 @@ def at_step(eq: m.Equation, step: int) -> tuple[Any, Any]:
 def tex_text(text: str) -> str:
     """Plain text for LaTeX: the underscores of file and function names escaped."""
     return text.replace("_", r"\_")
+
+
+def with_diagonals(e: Any) -> Any:
+    """``e`` with diag(Φ'(z̄_k)) named D_k, and U ⊙ Φ'(z̄_k) written as the product U D_k."""
+
+    def step(v: Any) -> Any:
+        found = m.step_of(v.arg if isinstance(v, sp.Transpose) else v)
+        return None if found is None else found[1]
+
+    def dphi_step(v: Any) -> Any:
+        if isinstance(v, sp.Transpose):
+            v = v.arg
+        if isinstance(v, ElementwiseApplyFunction) and acts.applied_function(v) == acts.dPhi:
+            return step(v.expr)
+        return None
+
+    def rewrite(v: Any) -> Any:
+        if isinstance(v, sp.DiagMatrix) and (k := dphi_step(v.args[0])) is not None:
+            return m.D(k)
+        if isinstance(v, sp.HadamardProduct):
+            ks = [dphi_step(a) for a in v.args]
+            if len(v.args) == 2 and ks[1] is not None:
+                return sp.MatMul(rewrite(v.args[0]), m.D(ks[1]))
+        if v.args and ops.is_matrix(v):
+            args = [rewrite(a) for a in v.args]
+            return v.func(*args) if args != list(v.args) else v
+        return v
+
+    return rewrite(e)

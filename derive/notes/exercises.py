@@ -45,15 +45,6 @@ class Extras:
     total_terms: str  # exercise 5's answer: N(N+1)/2 for N = 3
 
 
-def _g(d: Derivation) -> tuple[object, object]:
-    general.output_gradient(d)  # raises unless the form at t reproduces every step's g_t
-    line = next(
-        line for line in reversed(d.closed.recurrence) if str(line.target.name).startswith("g_")
-    )
-    step = int(str(line.target.name).rpartition("_")[2])
-    return m.renumber(line.target, {step: m.t}), m.renumber(line.expression, {step: m.t})
-
-
 def _copies(lecture: Derivation, weight: str, term_labels: tuple[str, ...]) -> Display:
     """∂E_3/∂W = Σ_k ∂E_3/∂W_k over copies W_k of W, one per step, and which term each is."""
     w = lecture.expansions[weight].weight
@@ -80,8 +71,8 @@ def extras(
     rows = [
         Row(((lhs, "=", rhs), (None, "", Note(words))))
         for (lhs, rhs), words in (
-            (_g(softmax), "softmax, squared error"),
-            (_g(classifier), "softmax, cross-entropy"),
+            (general.output_gradient_form(softmax), "softmax, squared error"),
+            (general.output_gradient_form(classifier), "softmax, cross-entropy"),
         )
     ]
     copies = _copies(lecture, "W_s", labels.W_S_TERMS)

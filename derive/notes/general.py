@@ -18,7 +18,7 @@ from derive import model as m
 from derive.chain import Term
 from derive.derivation import Derivation
 from derive.errors import GenerationError
-from derive.notes.common import Display, N, general_form, i, t, tagged
+from derive.notes.common import Display, N, general_form, i, t, tagged, with_diagonals
 from derive.printing.latex import Chain, Dots, Note, Partial, Row, aligned
 
 
@@ -92,6 +92,14 @@ def chain_n(d: Derivation) -> Display:
 
 def output_gradient(total: Derivation) -> Display:
     """R1: g_t, from the total loss's g_1, g_2, g_3 with the step written t."""
+    target, expr = output_gradient_form(total)
+    return Display(
+        aligned([Row.of(target, expr)]), rf"\tag{{{labels.tag(labels.OUTPUT_GRADIENT)}}}"
+    )
+
+
+def output_gradient_form(total: Derivation) -> Any:
+    """(g_t, its expression) at a generic step t, checked to give every step's g_k."""
     lines = [line for line in total.closed.recurrence if str(line.target.name).startswith("g_")]
     pairs = [(line.target, line.expression) for line in lines]
     steps = [int(str(line.target.name).rpartition("_")[2]) for line in lines]
@@ -100,9 +108,7 @@ def output_gradient(total: Derivation) -> Display:
         m.renumber(sp.Tuple(*pairs[-1]), {steps[-1]: t}),
         [{t: k} for k in steps],
     )
-    return Display(
-        aligned([Row.of(pattern[0], pattern[1])]), rf"\tag{{{labels.tag(labels.OUTPUT_GRADIENT)}}}"
-    )
+    return pattern[0], pattern[1]
 
 
 def _delta_lines(d: Derivation) -> tuple[Any, Any]:
@@ -192,8 +198,6 @@ def collected(lecture: Derivation, total: Derivation) -> tuple[Display, ...]:
 def transitions(d: Derivation) -> Display:
     """R6: ∂s̄_N/∂s̄_(N−k), the product of k factors ∂s̄_t/∂s̄_(t−1) = D_t W_sᵀ (the derivation's
     generic transition, D_t for diag(Φ'(z̄_t))), written out as its first, second and last."""
-    from derive.notes.lecture import with_diagonals  # the D_t naming of Sections 4–5
-
     (f,) = d.transitions
     k = sp.Symbol("k", integer=True, positive=True)
     factors = [with_diagonals(m.instantiate(f.jacobian, {t: step})) for step in (N, N - 1)]

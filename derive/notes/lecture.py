@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive import activations as acts
 from derive import chain, labels, notation, ops
@@ -22,7 +21,7 @@ from derive import model as m
 from derive.chain import Factor
 from derive.derivation import Derivation
 from derive.errors import GenerationError
-from derive.notes.common import Display, N, at_step, i, step_of, t, tagged
+from derive.notes.common import Display, N, at_step, i, step_of, t, tagged, with_diagonals
 from derive.printing.latex import (
     Chain,
     Note,
@@ -35,7 +34,6 @@ from derive.printing.latex import (
     leibniz,
     shape,
 )
-from derive.worked import diagonal
 
 
 @dataclass(frozen=True)
@@ -120,11 +118,11 @@ def symbols(d: Derivation) -> dict[str, str]:
             "diag_dphi_3": sp.DiagMatrix(acts.dphi(m.z(3)).T),
             "diag_dphi_t": sp.DiagMatrix(acts.dphi(m.at("z", t)).T),
             "dphi_t": acts.dphi(m.at("z", t)),
-            "D_t": diagonal(t),
+            "D_t": m.D(t),
             "hadamard_D": sp.Eq(
-                sp.hadamard_product(U, acts.dphi(m.at("z", t))), U * diagonal(t), evaluate=False
+                sp.hadamard_product(U, acts.dphi(m.at("z", t))), U * m.D(t), evaluate=False
             ),
-            "state_jacobian_Dk": diagonal(t) * m.W_s.T,
+            "state_jacobian_Dk": m.D(t) * m.W_s.T,
             "s_k1_T": m.at("s", k - 1).T,
             "s_Nk": m.at("s", N - k),
             "ds_N_ds_Nk": Partial(m.at("s", N), m.at("s", N - k)),
@@ -195,35 +193,6 @@ def quantities(d: Derivation) -> tuple[Quantity, ...]:
 
 # ---------------------------------------------------------------------------------------------
 # Sections 3–5: the lecture's chain rule at N = 3.
-
-
-def with_diagonals(e: Any) -> Any:
-    """``e`` with diag(Φ'(z̄_k)) named D_k, and U ⊙ Φ'(z̄_k) written as the product U D_k."""
-
-    def step(v: Any) -> Any:
-        found = m.step_of(v.arg if isinstance(v, sp.Transpose) else v)
-        return None if found is None else found[1]
-
-    def dphi_step(v: Any) -> Any:
-        if isinstance(v, sp.Transpose):
-            v = v.arg
-        if isinstance(v, ElementwiseApplyFunction) and acts.applied_function(v) == acts.dPhi:
-            return step(v.expr)
-        return None
-
-    def rewrite(v: Any) -> Any:
-        if isinstance(v, sp.DiagMatrix) and (k := dphi_step(v.args[0])) is not None:
-            return diagonal(k)
-        if isinstance(v, sp.HadamardProduct):
-            ks = [dphi_step(a) for a in v.args]
-            if len(v.args) == 2 and ks[1] is not None:
-                return sp.MatMul(rewrite(v.args[0]), diagonal(ks[1]))
-        if v.args and ops.is_matrix(v):
-            args = [rewrite(a) for a in v.args]
-            return v.func(*args) if args != list(v.args) else v
-        return v
-
-    return rewrite(e)
 
 
 def product_form(term: chain.Term) -> Any:

@@ -87,7 +87,7 @@ class BPTTNumPyPrinter(NumPyPrinter):
             return f"{dot} * {self.parenthesize(rest, _MUL, strict=False)}"
         if isinstance(matrices[0], sp.DiagMatrix) and len(matrices) > 1:
             # diag(v̄ᵀ) M of a stack of rows v̄ (B, n): one Jacobian per row, (B, n, n), each row
-            # of M scaled by an entry of v̄ (state_jacobian_norms' factors, Eq. 42)
+            # of M scaled by an entry of v̄ (state_jacobian_norms' factors, R6)
             diag = self._diag_column(matrices[0])
             if coeff == 1 and len(matrices) == 2:
                 return f"{diag}[..., :, None] * {self._print(matrices[1])}"
