@@ -21,8 +21,10 @@ setup: $(STAMP) ## create .venv and install the project with its test tools
 derive: $(STAMP) ## derive and (re)write generated/ (gradient modules and notes)
 	$(PY) -m derive --out-dir generated
 
-notes: derive ## compile generated/notes/bptt.pdf with latexmk, and PNGs of its pages
+notes: derive ## compile generated/notes/bptt.pdf, gru.pdf and lstm.pdf with latexmk, and PNGs of their pages
 	$(PY) -m derive.notes_pdf generated/notes/bptt.tex
+	$(PY) -m derive.notes_pdf generated/notes/gru.tex
+	$(PY) -m derive.notes_pdf generated/notes/lstm.tex
 
 readme-image: notes ## refresh docs/notes-page1.png, the README's picture of the notes
 	$(PY) -m derive.notes_pdf generated/notes/bptt.tex --readme-image docs/notes-page1.png
@@ -53,5 +55,5 @@ bench-quick: $(STAMP) ## the benchmarks on small cases, under a minute
 
 clean: ## remove the venv, caches and notes build output
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
-	rm -rf generated/notes/build generated/notes/bptt.pdf generated/notes/*.png
+	rm -rf generated/notes/build generated/notes/*.pdf generated/notes/*.png
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

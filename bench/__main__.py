@@ -21,10 +21,10 @@ HERE = Path(__file__).resolve().parent
 
 # Full: every case, 21 rounds of ≥ 10 ms samples split over 3 processes per implementation
 # (up to 3 more for one short of undisturbed rounds), GEMM peak at 2048².
-# Quick: every case but medium (its slow peers take ~0.2 s a call), 5 rounds of ≥ 2 ms samples
-# in one process per implementation and no extra ones, a 1024² GEMM peak: about 35 s on the
-# 2-core machine.
-QUICK_CASES = ("lecture", "small", "long", "lecture-e3")
+# Quick: every case but the medium ones (their slow peers take ~0.2 s a call and more), 5 rounds
+# of ≥ 2 ms samples in one process per implementation and no extra ones, a 1024² GEMM peak: about
+# 35 s on the 2-core machine for the RNN's cases, and about 10 s more for each small gated cell.
+QUICK_CASES = ("lecture", "small", "long", "lecture-e3", "gru-small", "lstm-small")
 FULL = {
     "rounds": 21,
     "min_sample_ms": 10.0,
@@ -49,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Time loss and gradients of generated/bptt.py and generated/bptt_e3.py "
-        "against PyTorch, JAX, HIPS autograd and hand-written NumPy (issue 5).",
+        "against PyTorch, JAX, HIPS autograd and hand-written NumPy (issue 5), and of "
+        "generated/gru.py and generated/lstm.py against nn.GRU, nn.LSTM and JAX.",
     )
     p.add_argument("--quick", action="store_true", help="fewer rounds, shorter samples (< 1 min)")
     p.add_argument(

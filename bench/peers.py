@@ -1,9 +1,10 @@
 """The implementations under test: the generated modules and the peers they are measured against.
 
-Every implementation computes, in float64, the loss of the lecture's tanh RNN with a linear
-output and s̄_0 = 0, and the gradients ∂E/∂W_x, ∂E/∂W_s, ∂E/∂W_y; the loss is Σ_t E_t with
+Every RNN implementation here computes, in float64, the loss of the lecture's tanh RNN with a
+linear output and s̄_0 = 0, and the gradients ∂E/∂W_x, ∂E/∂W_s, ∂E/∂W_y; the loss is Σ_t E_t with
 E_t = (d̄_t − ȳ_t)² summed over outputs and batch, or E_T alone when the case says so
-(``last_only``, the lecture's E_3 of generated/bptt_e3.py).
+(``last_only``, the lecture's E_3 of generated/bptt_e3.py). The GRU's and LSTM's implementations
+live in :mod:`bench.gated`; :data:`SPECS` registers both kinds.
 
 Each implementation is built once per case by its factory, which converts the inputs to its own
 array type and compiles what it compiles; then ``loss()`` and ``gradients()`` are the timed calls
@@ -14,7 +15,6 @@ and gradients as NumPy for the agreement check. A peer whose package is missing 
 from __future__ import annotations
 
 import importlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,41 +22,30 @@ from typing import Any
 
 import numpy as np
 
-from bench.cases import Problem
+from bench import gated
+from bench.cases import Case, Problem
+from bench.impl import Impl, jax_x64
 
 Values = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 
 
-class Impl:
-    """One implementation prepared for one problem."""
-
-    compile_seconds: dict[str, float]
-
-    def __init__(self) -> None:
-        self.compile_seconds = {}
-
-    def loss(self) -> Any:
-        raise NotImplementedError
-
-    def gradients(self) -> Any:
-        raise NotImplementedError
-
-    def values(self) -> Values:
-        raise NotImplementedError
-
-
 @dataclass(frozen=True)
 class Spec:
-    """An implementation's name, what it needs installed, and how to build it for a problem."""
+    """An implementation's name, what it needs installed, and how to build it for a problem.
+
+    ``factory`` takes the case's problem (bench.cases.inputs): a Problem for the RNN, a
+    CellProblem for the gated cells; it raises impl.Unavailable to be skipped for that case.
+    """
 
     key: str
     label: str
-    factory: Callable[[Problem], Impl]
+    factory: Callable[[Any], Impl]
     requires: tuple[str, ...] = ()
     # Computes Σ_t E_t even on an E_3 case: shown for comparison, not checked against the others.
     other_loss: bool = False
     note: str = ""
-    cases: tuple[str, ...] = field(default=())  # empty: every case
+    cases: tuple[str, ...] = field(default=())  # empty: every case of its cells
+    cells: tuple[str, ...] = ("rnn",)  # the cells it implements (keys of bench.cases.CELLS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,15 +356,6 @@ class TorchRNN(_Torch):
 # JAX (CPU, x64): jit(value_and_grad) over lax.scan, compiled ahead of time.
 
 
-def _jax() -> Any:
-    # CPU only, and no probing for accelerators; float64 needs x64 before any array is made.
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
 class Jax(Impl):
     """JAX: the loss as lax.scan over the recurrence (x̄ W_x and ȳ = s̄ W_y for all steps at
     once), jit(loss) and jit(value_and_grad(loss)) lowered and compiled before timing; the
@@ -383,7 +363,7 @@ class Jax(Impl):
 
     def __init__(self, problem: Problem) -> None:
         super().__init__()
-        jax = _jax()
+        jax = jax_x64()
         jnp = jax.numpy
         p = problem
         last_only = p.case.last_only
@@ -472,9 +452,11 @@ class Autograd(Impl):
 
 
 # ---------------------------------------------------------------------------------------------
-# The registry, in table order; the first is the reference of every ratio.
+# The registry, in table order; the first of each cell is the reference of its ratios.
 
 REFERENCE = "generated"
+# Per cell, the implementation every other one is checked against and divided by.
+REFERENCES = {"rnn": REFERENCE, "gru": "generated-cell", "lstm": "generated-cell"}
 
 SPECS: tuple[Spec, ...] = (
     Spec(
@@ -512,7 +494,34 @@ SPECS: tuple[Spec, ...] = (
     Spec("torch-rnn", "PyTorch nn.RNN", TorchRNN, requires=("torch",)),
     Spec("jax", "JAX jit(value_and_grad), scan", Jax, requires=("jax",)),
     Spec("autograd", "HIPS autograd", Autograd, requires=("autograd",)),
+    Spec(
+        "generated-cell",
+        "generated (gru.py / lstm.py)",
+        gated.GeneratedCell,
+        cells=("gru", "lstm"),
+        note="generated/gru.py or generated/lstm.py, public loss() and gradients() with the "
+        "parameters as a dict, input checks included; skipped while the module does not exist",
+    ),
+    Spec(
+        "torch-cell",
+        "PyTorch nn.GRU / nn.LSTM",
+        gated.TorchCell,
+        requires=("torch",),
+        cells=("gru", "lstm"),
+    ),
+    Spec(
+        "jax-cell",
+        "JAX jit(value_and_grad), scan of the cell",
+        gated.JaxCell,
+        requires=("jax",),
+        cells=("gru", "lstm"),
+    ),
 )
+
+
+def applies(spec: Spec, case: Case) -> bool:
+    """Whether ``spec`` implements ``case``'s cell (and, if it names cases, this one)."""
+    return case.cell in spec.cells and (not spec.cases or case.name in spec.cases)
 
 
 def missing(spec: Spec) -> str | None:

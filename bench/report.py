@@ -1,12 +1,13 @@
 """The Markdown report of a runtime benchmark: machine facts, conventions, one table per case,
-a summary of the ratios, JAX's compile times and the agreement check."""
+a summary of the ratios, JAX's compile times and the agreement check; the gated cells' cases
+(GRU, LSTM) in a section of their own, with the generated module's time over the fastest peer's."""
 
 from __future__ import annotations
 
 import datetime
 
 from bench import machine, peers, startup
-from bench.cases import FLOP_FORMULA
+from bench.cases import CELL_FLOP_FORMULA, FLOP_FORMULA
 from bench.run import TOLERANCE, CaseResult, Results, Row
 
 
@@ -47,11 +48,13 @@ def _disturbed(result: CaseResult) -> str:
 
 
 def case_table(result: CaseResult, peak: float | None) -> list[str]:
+    """The case's table; its peer / gen. columns read '–' when the generated module did not run
+    (a gated cell's module that does not exist yet)."""
     case = result.case
     f_loss, f_grad = case.flops()
     ref = result.reference()
-    assert ref.loss is not None and ref.gradients is not None
-    unit, scale = _unit(ref.gradients.median)
+    timed = [r.gradients.median for r in result.rows if r.gradients is not None]
+    unit, scale = _unit(ref.gradients.median if ref.gradients else min(timed, default=1e-3))
     lines = [
         f"### {case.name}: {case.describe()}",
         "",
@@ -71,12 +74,18 @@ def case_table(result: CaseResult, peak: float | None) -> list[str]:
             continue
         gflops = f_grad / row.gradients.median / 1e9
         pct = f"{100 * gflops * 1e9 / peak:.2g}%" if peak else "–"
+        if ref.loss is None or ref.gradients is None:
+            ratios = "– | –"
+        else:
+            ratios = (
+                f"{_ratio(row.loss.median / ref.loss.median)}"
+                f" | {_ratio(row.gradients.median / ref.gradients.median)}"
+            )
         lines.append(
             f"| {label} | {_time(row.loss.median, scale)} | {_time(row.gradients.median, scale)}"
             f" | ±{row.gradients.iqr_percent / 2:.0f}%"
             f" | {row.gradients.median / row.loss.median:.2f}"
-            f" | {_ratio(row.loss.median / ref.loss.median)}"
-            f" | {_ratio(row.gradients.median / ref.gradients.median)}"
+            f" | {ratios}"
             f" | {gflops:.3g} | {pct} | {row.gradients.faults:.0f} |"
         )
     if any(r.spec.other_loss for r in result.rows):
@@ -84,9 +93,9 @@ def case_table(result: CaseResult, peak: float | None) -> list[str]:
     return [*lines, ""]
 
 
-def summary_table(results: Results) -> list[str]:
+def summary_table(results: list[CaseResult]) -> list[str]:
     """gradients: peer time / generated time, one column per case."""
-    cases = [r for r in results.cases if r.rows]
+    cases = [r for r in results if r.rows]
     keys: list[peers.Spec] = []
     for r in cases:
         for row in r.rows:
@@ -120,14 +129,14 @@ def _fastest(rows: list[Row], keys: tuple[str, ...]) -> Row | None:
     return min(timed, key=lambda r: r.gradients.median) if timed else None  # type: ignore[union-attr]
 
 
-def backend_table(results: Results) -> list[str]:
+def backend_table(results: list[CaseResult]) -> list[str]:
     """Per case: the faster generated backend against the best framework (and hand NumPy)."""
     lines = [
         "| case | faster generated backend | gradients | best framework peer | its gradients "
         "| ratio (target) | gradients / loss (≤ 2.9) | best hand NumPy: ratio |",
         "|---|---|---:|---|---:|---:|---:|---:|",
     ]
-    for r in results.cases:
+    for r in results:
         ours, peer = _fastest(r.rows, GENERATED), _fastest(r.rows, FRAMEWORKS)
         hand = _fastest(r.rows, HAND)
         if ours is None or ours.gradients is None or ours.loss is None:
@@ -186,8 +195,7 @@ def compile_table(results: Results) -> list[str]:
     return [*lines, ""]
 
 
-def agreement_table(results: Results) -> list[str]:
-    cases = results.cases
+def agreement_table(cases: list[CaseResult]) -> list[str]:
     lines = [
         "| implementation | " + " | ".join(r.case.name for r in cases) + " |",
         "|---|" + "---:|" * len(cases),
@@ -209,8 +217,81 @@ def agreement_table(results: Results) -> list[str]:
     return [*lines, ""]
 
 
+def cell_ratio_table(cases: list[CaseResult]) -> list[str]:
+    """Per gated case: the generated module's loss and gradients times over the fastest peer's
+    (each the fastest at that call), below 1 the generated module is faster."""
+    lines = [
+        "| case | generated: loss | generated: gradients | fastest peer, loss | loss: gen. / peer "
+        "| fastest peer, gradients | gradients: gen. / peer |",
+        "|---|---:|---:|---|---:|---|---:|",
+    ]
+    for r in cases:
+        ref = r.reference()
+        others = [x for x in r.rows if x is not ref and x.loss is not None]
+        cells = [r.case.name]
+        if ref.loss is None or ref.gradients is None:
+            cells += [f"skipped: {ref.skipped}", "–"]
+        else:
+            cells += [_seconds(ref.loss.median), _seconds(ref.gradients.median)]
+        for what in ("loss", "gradients"):
+            best = min(others, key=lambda x: getattr(x, what).median, default=None)
+            if best is None:
+                cells += ["–", "–"]
+                continue
+            theirs = getattr(best, what).median
+            ours = getattr(ref, what)
+            cells += [
+                f"{best.spec.label}: {_seconds(theirs)}",
+                "–" if ours is None else f"{ours.median / theirs:.2f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _seconds(t: float) -> str:
+    unit, scale = _unit(t)
+    return f"{_time(t, scale)} {unit}"
+
+
+def cells_section(cases: list[CaseResult], peak: float | None) -> list[str]:
+    """The gated cells' section: what is computed, one table per case, the ratios, agreement."""
+    against = sorted({r.checked_against for r in cases if r.checked_against})
+    lines = [
+        "## Gated cells: GRU and LSTM",
+        "",
+        "The cells of bench/cases.py in PyTorch's conventions (GRU: r, u, n, the reset gate "
+        "applied to s̄_(t−1) W_sn + b_sn; LSTM: i, f, g, o), with the linear output "
+        "ȳ_t = s̄_t W_y (h̄_t W_y) and E_t = (d̄_t − ȳ_t)(d̄_t − ȳ_t)ᵀ summed over the batch, loss "
+        "Σ_t E_t, every initial state 0, n_x = n_s = n_y = n, every parameter (biases included) "
+        "N(0, 1/n). The generated module is generated/gru.py or generated/lstm.py; the table "
+        "columns are read as above, peer / gen. being '–' while that module does not exist.",
+        "",
+        f"- **GFLOP/s** = gradient FLOPs / gradients time. {CELL_FLOP_FORMULA}",
+        "- Before timing, every implementation's loss and the gradients of every parameter were "
+        f"checked against the generated module's or, where it did not run, the first peer's "
+        f"(here: {', '.join(against) or 'none ran'}): relative error ≤ {TOLERANCE:g}.",
+        "",
+    ]
+    for r in cases:
+        lines += case_table(r, peak)
+    lines += [
+        "### The generated module against the fastest peer",
+        "",
+        "Times of the generated module and of the fastest other implementation, for the loss "
+        "and for the gradients separately; gen. / peer below 1: the generated module is faster.",
+        "",
+        *cell_ratio_table(cases),
+        "### Agreement (max relative error)",
+        "",
+        *agreement_table(cases),
+    ]
+    return lines
+
+
 def markdown(results: Results) -> str:
     s = results.settings
+    rnn = [r for r in results.cases if not r.case.gated]
+    gated = [r for r in results.cases if r.case.gated]
     numpy_peak = results.numpy_peak()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     reps = sorted({row.gradients.reps for r in results.cases for row in r.rows if row.gradients})
@@ -280,12 +361,31 @@ def markdown(results: Results) -> str:
         f"- Inputs: seeded standard-normal x and d, weights N(0, 1/n), s̄_0 = 0, float64, "
         f"time-major (T, B, n); seed {s.seed}. Calls per sample: {calls}.",
         "",
-        "## Results",
-        "",
     ]
+    if rnn:
+        lines += _rnn_sections(results, rnn, numpy_peak)
+    if gated:
+        lines += cells_section(gated, numpy_peak)
+    lines += ["## Compile times (apart from the steady-state times above)", ""]
+    lines += compile_table(results)
+    if rnn:
+        lines += ["## Agreement with the generated module (max relative error)", ""]
+        lines += agreement_table(rnn)
+    lines += ["## The implementations", ""]
+    seen: list[peers.Spec] = []
     for r in results.cases:
-        lines += case_table(r, numpy_peak)
-    lines += ["## Gradients: peer time / generated time", "", *summary_table(results)]
+        seen += [row.spec for row in r.rows if row.spec not in seen]
+    lines += [f"- **{spec.label}**: {peers.describe(spec)}" for spec in seen]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _rnn_sections(results: Results, rnn: list[CaseResult], peak: float | None) -> list[str]:
+    """The RNN's cases: their tables, the ratios to the generated module, the backends' targets
+    and the Numba backend's start-up."""
+    lines = ["## Results", ""]
+    for r in rnn:
+        lines += case_table(r, peak)
+    lines += ["## Gradients: peer time / generated time", "", *summary_table(rnn)]
     lines += [
         "## The faster generated backend against the best peer",
         "",
@@ -295,7 +395,7 @@ def markdown(results: Results) -> str:
         "over the loss alone (the gradients need 8/3 of the loss's matrix-product FLOPs). The "
         "last column compares with the faster hand-written NumPy.",
         "",
-        *backend_table(results),
+        *backend_table(rnn),
     ]
     lines += [
         "## Numba backend: start-up in a fresh process",
@@ -306,13 +406,4 @@ def markdown(results: Results) -> str:
         "",
         *startup_table(results),
     ]
-    lines += ["## Compile times (apart from the steady-state times above)", ""]
-    lines += compile_table(results)
-    lines += ["## Agreement with the generated module (max relative error)", ""]
-    lines += agreement_table(results)
-    lines += ["## The implementations", ""]
-    seen: list[peers.Spec] = []
-    for r in results.cases:
-        seen += [row.spec for row in r.rows if row.spec not in seen]
-    lines += [f"- **{spec.label}**: {peers.describe(spec)}" for spec in seen]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines

@@ -2,8 +2,9 @@
 module, then time ``loss`` and ``gradients`` of each on each case, and report.
 
 Order of work: build every implementation for every case in this process → check each one's
-loss and gradients against the generated module, aborting on any disagreement → measure the
-float64 GEMM peak → time → measure the peak again.
+loss and gradients against the generated module (for a gated cell whose module does not exist
+yet, against the first peer that runs), aborting on any disagreement → measure the float64 GEMM
+peak → time → measure the peak again.
 
 Timing is isolated by default: each (case, implementation) runs in a fresh Python process of its
 own (:mod:`bench.worker`), one after the other, as a training loop on one shape would run. In
@@ -31,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from bench import machine, peers, startup
-from bench.cases import CASES, Case, problem
+from bench.cases import CASES, Case, inputs
+from bench.impl import ContractError, Unavailable
 from bench.timing import Timing, calibrate, canary, canary_best, sample, summarize
 
 TOLERANCE = 1e-10
@@ -83,9 +85,12 @@ class CaseResult:
     case: Case
     rows: list[Row] = field(default_factory=list)
     load: machine.Load | None = None  # the rest of the machine's CPU use while this case ran
+    # The label of the implementation the others were checked against (set by check()).
+    checked_against: str | None = None
 
     def reference(self) -> Row:
-        return next(r for r in self.rows if r.spec.key == peers.REFERENCE)
+        key = peers.REFERENCES[self.case.cell]
+        return next(r for r in self.rows if r.spec.key == key)
 
 
 @dataclass
@@ -120,56 +125,68 @@ def relative_error(got: Any, expected: Any) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def _applies(spec: peers.Spec, case: Case) -> bool:
-    return not spec.cases or case.name in spec.cases
-
-
 def build(settings: Settings, specs: Sequence[peers.Spec] = peers.SPECS) -> list[CaseResult]:
-    """Every selected implementation prepared for every selected case (or why it is skipped)."""
+    """Every selected implementation prepared for every selected case (or why it is skipped).
+
+    Raises CheckFailed when an implementation breaks the contract the benchmark relies on.
+    """
+    references = set(peers.REFERENCES.values())
     chosen = [
-        s
-        for s in specs
-        if s.key == peers.REFERENCE or settings.peers is None or s.key in settings.peers
+        s for s in specs if s.key in references or settings.peers is None or s.key in settings.peers
     ]
     why_missing = {s.key: peers.missing(s) for s in chosen}
     results = []
     for name in settings.cases:
         case = CASES[name]
-        prob = problem(case, settings.seed)
+        prob = inputs(case, settings.seed)
         result = CaseResult(case)
         for spec in chosen:
-            if not _applies(spec, case):
+            if not peers.applies(spec, case):
                 continue
             row = Row(spec, skipped=why_missing[spec.key])
             if row.skipped is None:
                 _log(f"  preparing {case.name}: {spec.label}")
-                row.impl = spec.factory(prob)
-                row.compile_seconds = dict(row.impl.compile_seconds)
+                try:
+                    row.impl = spec.factory(prob)
+                except Unavailable as exc:
+                    row.skipped = str(exc)
+                except ContractError as exc:
+                    raise CheckFailed(f"case {case.name}: {spec.label}: {exc}") from exc
+                else:
+                    row.compile_seconds = dict(row.impl.compile_seconds)
             result.rows.append(row)
         results.append(result)
     return results
 
 
 def check(results: list[CaseResult]) -> None:
-    """Compare each implementation's loss() and gradients() with the generated module's.
+    """Compare each implementation's loss() and gradients() with the generated module's, or, on
+    a gated cell's case whose generated module is missing, with the first implementation that
+    runs (so that the peers still agree with each other before any timing).
 
     Raises CheckFailed naming the case, the implementation and the quantity that disagree.
     """
     for result in results:
         ref_row = result.reference()
-        assert ref_row.impl is not None
-        expected = ref_row.impl.values()
+        if ref_row.impl is None:
+            assert result.case.gated, "the RNN's generated modules always run"
+            ref_row = next((r for r in result.rows if r.impl is not None), ref_row)
+        if ref_row.impl is None:
+            continue  # nothing runs on this case
+        result.checked_against = ref_row.spec.label
+        expected_loss, expected = ref_row.impl.named()
         for row in result.rows:
             if row.impl is None or row.spec.other_loss:
                 continue
-            got = row.impl.values()
+            got_loss, got = row.impl.named()
             errors = {
-                "loss (from gradients)": relative_error(got[0], expected[0]),
-                "loss()": relative_error(float(np.asarray(row.impl.loss())), expected[0]),
+                "loss (from gradients)": relative_error(got_loss, expected_loss),
+                "loss()": relative_error(float(np.asarray(row.impl.loss())), expected_loss),
                 **{
-                    f"∂E/∂{w}": relative_error(g, e)
-                    for w, g, e in zip(("W_x", "W_s", "W_y"), got[1:], expected[1:], strict=True)
+                    f"∂E/∂{w}": relative_error(got[w], e) if w in got else float("inf")
+                    for w, e in expected.items()
                 },
+                **{f"∂E/∂{w} (unexpected)": float("inf") for w in got if w not in expected},
             }
             bad = {k: v for k, v in errors.items() if not v <= TOLERANCE}
             if bad:
@@ -348,11 +365,13 @@ def round_robin(
 def run(settings: Settings, specs: Sequence[peers.Spec] = peers.SPECS) -> Results:
     start = time.perf_counter()
     meter = machine.LoadMeter()
-    code = (machine.source_state(("generated",)), machine.digests())
+    cells = sorted({CASES[name].cell for name in settings.cases} - {"rnn"})
+    measured = ("generated/bptt.py", "generated/bptt_e3.py", *(f"generated/{c}.py" for c in cells))
+    code = (machine.source_state(("generated",)), machine.digests(measured))
     how = "each implementation in its own process" if settings.isolated else "one process"
     _log(f"bench: {settings.mode}, cases {', '.join(settings.cases)}, {how}")
     results = build(settings, specs)
-    _log("bench: checking every implementation against the generated module")
+    _log("bench: checking every implementation against the generated module (or a peer)")
     check(results)
     _log(f"bench: float64 GEMM peak ({settings.peak_size}²)")
     # PyTorch's own GEMM rate is only worth its import when a PyTorch peer runs.
@@ -369,7 +388,7 @@ def run(settings: Settings, specs: Sequence[peers.Spec] = peers.SPECS) -> Result
     peaks += machine.gemm_peak(
         settings.peak_size, settings.peak_rounds, "after the timing", with_torch=torch
     )
-    code_after = (machine.source_state(("generated",)), machine.digests())
+    code_after = (machine.source_state(("generated",)), machine.digests(measured))
     started: list[Any] = []
     numba_ran = any(
         r.spec.key == "generated-numba" and r.skipped is None for c in results for r in c.rows

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from bench import peers
-from bench.cases import CASES, problem
+from bench.cases import CASES, inputs
 from bench.run import round_robin
 
 
@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = json.loads(args[0])
     case = CASES[job["case"]]
     spec = next(s for s in peers.SPECS if s.key == job["key"])
-    impl = spec.factory(problem(case, job["seed"]))
+    impl = spec.factory(inputs(case, job["seed"]))
     sampled = round_robin(
         [impl.loss, impl.gradients], job["rounds"], job["min_sample"], job.get("canary")
     )

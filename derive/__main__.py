@@ -17,7 +17,7 @@ from typing import NoReturn
 from derive import notation
 from derive.activations import ACTIVATIONS
 from derive.codegen import BACKENDS
-from derive.config import LOSS_STEPS, LOSSES, OUTPUTS, Config
+from derive.config import CELLS, LOSS_STEPS, LOSSES, OUTPUTS, Config
 from derive.derivation import Derivation, derive
 from derive.errors import DeriveError
 from derive.printing.text import text
@@ -98,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
         "--scale",
         default=argparse.SUPPRESS,
         metavar="C",
-        help="c in E_t = c (d̄_t − ȳ_t)² (default 1; e.g. 1/2)",
+        help="κ in E_t = κ (d̄_t − ȳ_t)² (default 1; e.g. 1/2)",
     )
     cfg.add_argument(
         "--loss-steps",
@@ -119,6 +119,12 @@ def parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="K",
         help="truncated BPTT: back-propagate each E_t through s̄_t … s̄_(t-K+1) only",
+    )
+    cfg.add_argument(
+        "--cell",
+        default=argparse.SUPPRESS,
+        choices=CELLS,
+        help="'rnn': the lecture's (default); 'gru' or 'lstm': a gated cell (PyTorch's equations)",
     )
     p.add_argument(
         "--backend",
@@ -149,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-CONFIG_KEYS = ("steps", "activation", "output", "scale", "loss_steps", "loss", "truncate")
+CONFIG_KEYS = ("steps", "activation", "output", "scale", "loss_steps", "loss", "truncate", "cell")
 
 
 def summary(d: Derivation) -> list[str]:

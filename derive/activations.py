@@ -22,6 +22,17 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 Phi = sp.Function("Phi")
 dPhi = sp.Function("dPhi")
+# The gated cells' fixed functions (GRU, LSTM): σ, the logistic function, and tanh, with their
+# derivatives. Undefined like Φ, so derivations, printed notes and code name them as such; they
+# are bound to the activations of the same names (σ to 'sigmoid', tanh to 'tanh').
+Sigma = sp.Function("sigma")
+dSigma = sp.Function("dsigma")
+Tanh = sp.Function("Tanh")
+dTanh = sp.Function("dTanh")
+# Each named entry-wise function and its derivative.
+DERIVATIVES = {Phi: dPhi, Sigma: dSigma, Tanh: dTanh}
+# What stands behind the fixed ones (Φ is the configuration's activation).
+FIXED = {Sigma: "sigmoid", Tanh: "tanh"}
 
 # A fixed variable (SymPy would wrap the function in a Lambda of a fresh Dummy, and two
 # Φ'(z̄_2) nodes would then not compare equal, defeating equality tests and cse).
@@ -43,6 +54,16 @@ def phi(m: sp.MatrixExpr) -> ElementwiseApplyFunction:
 def dphi(m: sp.MatrixExpr) -> ElementwiseApplyFunction:
     """Φ' applied entry by entry."""
     return elementwise(dPhi, m)
+
+
+def sigma(m: sp.MatrixExpr) -> ElementwiseApplyFunction:
+    """σ, the logistic function, applied entry by entry (a gate)."""
+    return elementwise(Sigma, m)
+
+
+def tanh(m: sp.MatrixExpr) -> ElementwiseApplyFunction:
+    """tanh applied entry by entry (a cell's candidate or output)."""
+    return elementwise(Tanh, m)
 
 
 def applied_function(node: ElementwiseApplyFunction) -> Any:
@@ -177,6 +198,25 @@ ACTIVATIONS: dict[str, Activation] = {
         sp.Lambda(_v, sp.Integer(1)),
     ),
 }
+
+
+def named(fn: Any, act: Activation) -> tuple[Activation, bool] | None:
+    """(the activation behind a named entry-wise function, whether ``fn`` is its derivative):
+    Φ and Φ' are ``act``'s; σ, tanh and theirs are fixed. None for any other function."""
+    for f, df in DERIVATIVES.items():
+        if fn in (f, df):
+            return (act if f == Phi else ACTIVATIONS[FIXED[f]]), fn == df
+    return None
+
+
+def bound(fn: Any, act: Activation, form: str = "phi") -> Any:
+    """The Lambda behind ``fn`` for ``act``: for a named function its activation's ``form``
+    ('phi', 'numeric_phi', 'entrywise_phi'), for a derivative its Φ'; any other ``fn`` itself."""
+    found = named(fn, act)
+    if found is None:
+        return fn
+    activation, prime = found
+    return activation.dphi if prime else getattr(activation, form)
 
 
 def make_activation(value: str | sp.Lambda) -> Activation:

@@ -85,6 +85,36 @@ def relative_errors(
     return tuple(errors)
 
 
+def cell_relative_errors(
+    module: Any, steps: int, batch: int | None, seed: int = CHECK_SEED, h: float = CHECK_H
+) -> tuple[float, ...]:
+    """As :func:`relative_errors`, for a gated cell's module: per parameter, in PARAMS order,
+    with every state's s0 given."""
+    rng = np.random.default_rng([seed, steps, batch or 0])
+    n_x, n_s, n_y = CHECK_SIZES
+    lead = (steps,) if batch is None else (steps, batch)
+    x = rng.standard_normal((*lead, n_x))
+    d = rng.standard_normal((*lead, n_y))
+    s0 = {
+        k: 0.5 * rng.standard_normal((n_s,) if batch is None else (batch, n_s))
+        for k in module.STATES
+    }
+    params = {k: 2 * v for k, v in module.init_params(n_x, n_s, n_y, rng).items()}
+    grads = module.gradients(x, d, params, s0)
+    errors = []
+    for name, value in params.items():
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            plus = {k: v.copy() for k, v in params.items()}
+            minus = {k: v.copy() for k, v in params.items()}
+            plus[name][idx] += h
+            minus[name][idx] -= h
+            numeric[idx] = (module.loss(x, d, plus, s0) - module.loss(x, d, minus, s0)) / (2 * h)
+        diff = np.max(np.abs(np.asarray(grads.params[name]) - numeric))
+        errors.append(float(diff / np.max(np.abs(numeric))))
+    return tuple(errors)
+
+
 def truncated_objective(module: Any, x: Any, d: Any, weights: Any, s0: Any) -> Any:
     """The function of the weights whose gradient the module computes: its loss, or, truncated
     at K, Σ_t E_t with s̄_{t−K} held at its value for ``weights`` (Williams and Peng's objective):
@@ -122,7 +152,11 @@ def gradient_checks(modules: Mapping[str, str]) -> tuple[CheckResult, ...]:
     for path, source in sorted(modules.items()):
         module = load_module(path.removesuffix(".py"), source)
         for steps, batch in check_cases(module.CONFIG["steps"]):
-            errors = relative_errors(module, steps, batch)
+            errors = (
+                cell_relative_errors(module, steps, batch)
+                if hasattr(module, "PARAMS")
+                else relative_errors(module, steps, batch)
+            )
             if max(errors) > CHECK_LIMIT:
                 raise GenerationError(
                     f"the gradient check of generated/{path} failed at T = {steps}, "

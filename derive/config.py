@@ -16,6 +16,7 @@ import sympy as sp
 
 from derive.activations import Activation, make_activation
 
+CELLS = ("rnn", "gru", "lstm")
 OUTPUTS = ("linear", "softmax")
 LOSS_STEPS = ("last", "all")
 LOSSES = ("squared-error", "cross-entropy")
@@ -44,12 +45,14 @@ class Config:
     steps       N, the number of time steps (an int ≥ 1); the lecture trains at N = 3.
     activation  Φ: 'tanh' | 'sigmoid' | 'relu' | 'identity' | a univariate sympy.Lambda.
     output      'linear' (ȳ = s̄ W_y) | 'softmax' (ȳ = softmax(s̄ W_y)).
-    scale       c in E_t; the lecture uses 1 and mentions ½.
+    scale       κ in E_t (the notes write κ: c̄ is the LSTM's cell); the lecture uses 1, mentions ½.
     loss_steps  'last': the lecture's E_N; 'all': the total Σ_t E_t.
-    loss        'squared-error': E_t = c (d̄_t − ȳ_t)(d̄_t − ȳ_t)ᵀ (Eq. 35);
-                'cross-entropy': E_t = −c Σ_k d_{t,k} log ȳ_{t,k} (needs output='softmax').
+    loss        'squared-error': E_t = κ (d̄_t − ȳ_t)(d̄_t − ȳ_t)ᵀ (Eq. 35);
+                'cross-entropy': E_t = −κ Σ_k d_{t,k} log ȳ_{t,k} (needs output='softmax').
     truncate    None: full BPTT; K ≥ 1: each E_t is back-propagated through s̄_t … s̄_{t−K+1}
                 only (s̄_{t−K} a constant for E_t; Williams and Peng's BPTT(K; 1)).
+    cell        'rnn': the lecture's (Eq. 33); 'gru' | 'lstm': a gated cell, PyTorch's equations
+                (its functions σ and tanh are fixed: ``activation`` must stay 'tanh').
     """
 
     steps: int = 3
@@ -59,6 +62,7 @@ class Config:
     loss_steps: str = "last"
     loss: str = "squared-error"
     truncate: int | None = None
+    cell: str = "rnn"
     act: Activation = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +72,13 @@ class Config:
             raise ValueError(f"steps: expected an int ≥ 1, got {self.steps}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output: expected one of {list(OUTPUTS)}, got {self.output!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell: expected one of {list(CELLS)}, got {self.cell!r}")
+        if self.cell != "rnn" and self.activation != "tanh":
+            raise ValueError(
+                f"activation: the {self.cell.upper()} cell's functions are fixed (σ and tanh); "
+                f"leave activation at 'tanh', got {self.activation!r}"
+            )
         if self.loss_steps not in LOSS_STEPS:
             raise ValueError(
                 f"loss_steps: expected one of {list(LOSS_STEPS)}, got {self.loss_steps!r}"
@@ -109,8 +120,9 @@ class Config:
         return replace(self, steps=steps)
 
     def describe(self) -> str:
+        cell = "" if self.cell == "rnn" else f"cell={self.cell}, "
         return (
-            f"N={self.steps}, activation={self.activation_name}, output={self.output}, "
+            f"N={self.steps}, {cell}activation={self.activation_name}, output={self.output}, "
             f"loss={self.loss}, scale={self.scale}, loss_steps={self.loss_steps}, "
             f"truncate={self.truncate}"
         )

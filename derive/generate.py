@@ -17,7 +17,7 @@ from pathlib import Path
 from derive import check, codegen, notes
 from derive.config import Config
 from derive.derivation import Derivation, derive
-from derive.notes import variant
+from derive.notes import cell, variant
 from derive.render import write_files
 from derive.verify import prove
 from derive.worked import worked_example
@@ -67,6 +67,13 @@ VARIANT_SIZES = (2, 3, 2)
 VARIANT_POINTS = 2
 
 
+# The gated cells (issue 13): any T, Σ_t E_t, a params dict; each with a notes page of its own,
+# proven at N = 3 (the slow proofs at N = 1, 2 and every output and loss are the tests').
+CELL_MODULES = tuple(
+    Module(cell, Config(cell=cell, loss_steps="all"), loop=True) for cell in ("gru", "lstm")
+)
+CELL_SIZES = (2, 3, 4)
+
 _NUMBA_NAMES = {m.name for m in NUMBA_MODULES}
 
 
@@ -80,7 +87,7 @@ def module_sources(derivations: dict[Config, Derivation] | None = None) -> dict[
     """The committed gradient modules, path relative to generated/ → formatted source."""
     found = derivations if derivations is not None else {}
     out = {}
-    for mod in (*MODULES, *NUMBA_MODULES):
+    for mod in (*MODULES, *NUMBA_MODULES, *CELL_MODULES):
         d = found.get(mod.config) or derive(mod.config)
         out[f"{mod.name}.py"] = codegen.module_source(
             d, loop=mod.loop, name=mod.name, backend=mod.backend
@@ -92,7 +99,7 @@ def standard_files() -> dict[str, str]:
     """Everything `make derive` commits in generated/."""
     lecture, total = derive(LECTURE), derive(TOTAL)
     derivations = {LECTURE: lecture, TOTAL: total}
-    derivations.update({v.config: derive(v.config) for v in VARIANTS})
+    derivations.update({v.config: derive(v.config) for v in (*VARIANTS, *CELL_MODULES)})
     modules = module_sources(derivations)
     proofs = tuple(prove(d, PROOF_SIZES, points=PROOF_POINTS) for d in (lecture, total))
     for proof in proofs:
@@ -118,6 +125,15 @@ def standard_files() -> dict[str, str]:
         example.arrays(),
         {"W_s": example.dE_dW_s, "W_x": float(example.total_x)},
     )
+    for c in CELL_MODULES:
+        proof = prove(derive(c.config.with_steps(3)), CELL_SIZES, points=VARIANT_POINTS)
+        proof.raise_if_failed()
+        own = tuple(r for r in checks if r.module == f"{c.name}.py")
+        files.update(
+            cell.cell_files(
+                cell.CellInput(f"{c.name}.py", derivations[c.config], proof, own, rnn=total)
+            )
+        )
     lecture_modules = {f"{m.name}.py": modules[f"{m.name}.py"] for m in MODULES[:2]}
     lecture_checks = tuple(c for c in checks if c.module in lecture_modules)
     files.update(

@@ -26,12 +26,18 @@ W_X_GENERAL = "Eq. 47"
 
 MINI_BATCH = "Eq. 61"  # δ_ij = (1/M) Σ_k δ_ij_k, the gradient averaged over a mini-batch
 
+# The gated cells' equations (issue 13; PyTorch's conventions), per cell.
+GRU_RESET, GRU_UPDATE, GRU_CANDIDATE, GRU_STATE = "G1", "G2", "G3", "G4"
+LSTM_INPUT, LSTM_FORGET, LSTM_CANDIDATE, LSTM_OUTPUT = "L1", "L2", "L3", "L4"
+LSTM_CELL, LSTM_HIDDEN = "L5", "L6"
+
 # Our own results.
 OUTPUT_GRADIENT = "R1"  # g_t = ∂E/∂ō_t
 DELTA = "R2"  # δ_N = (g_N W_yᵀ) ⊙ Φ'(z̄_N), δ_t = (δ_{t+1} W_sᵀ [+ g_t W_yᵀ]) ⊙ Φ'(z̄_t)
 W_Y_COLLECTED = "R3"  # ∂E/∂W_y = Σ_t s̄_tᵀ g_t
 W_S_COLLECTED = "R4"  # ∂E/∂W_s = Σ_i s̄_{i-1}ᵀ δ_i
 W_X_COLLECTED = "R5"  # ∂E/∂W_x = Σ_i x̄_iᵀ δ_i
+PARAMETER_COLLECTED = "R7"  # ∂E/∂θ of a gated cell's parameter, a sum over steps
 TRANSITION = "R6"  # ∂s̄_t/∂s̄_{t-1} = D_t W_sᵀ and ∂s̄_T/∂s̄_{T-k}, their product (vanishing gradients)
 
 # The labels a sum over steps of ∂E/∂W cites: the lecture's general form and our collected one.

@@ -1,4 +1,5 @@
-"""Stage 1: the model, stated once. The lecture's RNN (Eq. 33–35) as per-step equations.
+"""Stage 1: the model, stated once. The lecture's RNN (Eq. 33–35), or a gated cell (GRU, LSTM;
+``Config.cell``) followed by the same output and loss, as per-step equations.
 
 Contract: :func:`statement` turns a :class:`~derive.config.Config` into a :class:`Statement`:
 the quantities of one step (their sizes, their roles, which of them the lecture's chain rule
@@ -26,6 +27,7 @@ from typing import Any
 
 import sympy as sp
 
+from derive import activations as acts
 from derive import labels, ops
 from derive.activations import phi
 from derive.config import Config
@@ -72,11 +74,30 @@ QUANTITIES: dict[str, Quantity] = {
 }
 
 
+# The gated cells' quantities (PyTorch's equations; issue 13). Pre-activations z̄^q_t of our own
+# naming, each with its adjoint δ^q_t = ∂E/∂z̄^q_t named, as is every quantity a later step reads
+# (the sweep at a generic step needs their names); the LSTM's letters ī f̄ ḡ ō are its own.
+_GATED = (
+    Quantity("h", n_s, "state", shown=True, adjoint="dh"),
+    Quantity("c", n_s, "state", shown=True, adjoint="dc"),
+    *(
+        Quantity(f"z{q}", n_s, "hidden", adjoint=f"dz{q}")
+        for q in ("r", "u", "n", "i", "f", "g", "o")
+    ),
+    *(Quantity(q, n_s, "hidden") for q in ("r", "u", "n", "ig", "fg", "gg", "og")),
+    Quantity("m", n_s, "hidden", adjoint="dm"),
+    *(Quantity(a, n_s, "adjoint") for a in ("ds", "dh", "dc", "dm")),
+    *(Quantity(f"dz{q}", n_s, "adjoint") for q in ("r", "u", "n", "i", "f", "g", "o")),
+)
+# Every quantity any cell names, for step symbols' sizes (a statement holds its cell's own).
+ALL_QUANTITIES: dict[str, Quantity] = {**QUANTITIES, **{q.name: q for q in _GATED}}
+
+
 def at(name: str, step: Any, loss: Any = None) -> sp.MatrixSymbol:
     """The quantity ``name`` at ``step`` (an int or an expression in t, N, i); with ``loss`` u,
     an adjoint with respect to E_u alone (δ^(u)_t, truncated BPTT's per-loss-step sweeps)."""
     head = name if loss is None else f"{name}^{sp.sstr(loss)}"
-    return sp.MatrixSymbol(f"{head}_{sp.sstr(step)}", 1, QUANTITIES[name].size)
+    return sp.MatrixSymbol(f"{head}_{sp.sstr(step)}", 1, ALL_QUANTITIES[name].size)
 
 
 def x(k: Any) -> sp.MatrixSymbol:
@@ -132,7 +153,7 @@ def D(k: Any) -> sp.MatrixSymbol:
 def _parts(symbol: Any) -> tuple[str, Any, Any] | None:
     head, sep, index = str(getattr(symbol, "name", "")).rpartition("_")
     base, hat, loss = head.partition("^")
-    if not sep or base not in QUANTITIES or not index:
+    if not sep or base not in ALL_QUANTITIES or not index:
         return None
     return (
         base,
@@ -220,16 +241,30 @@ class Statement:
         return tuple(forms.values())
 
 
-def statement(config: Config) -> Statement:
-    """The lecture's RNN (Eq. 33–35) for ``config``, at the generic step t."""
+def _output_and_loss(
+    config: Config, quantities: dict[str, Quantity], state: sp.MatrixSymbol
+) -> tuple[Equation, ...]:
+    """Eq. 34–35 for the state the output reads (s̄_t, or the LSTM's h̄_t)."""
     output = o(t) if config.output == "linear" else ops.Softmax(o(t))
-    quantities = dict(QUANTITIES)
     if config.loss == "cross-entropy":
         # softmax and cross-entropy fused: the loss reads ō_t, and the chain rule starts there
         loss = ops.CrossEntropy(d(t), o(t), config.scale)
         quantities["o"] = replace(QUANTITIES["o"], shown=True)
     else:
         loss = ops.SquaredError(d(t), y(t), config.scale)
+    return (
+        Equation(labels.OUTPUT, o(t), state * W_y),
+        Equation(labels.OUTPUT, y(t), output),
+        Equation(labels.LOSS, E(t), loss),
+    )
+
+
+def statement(config: Config) -> Statement:
+    """The model of ``config`` at the generic step t: the lecture's RNN (Eq. 33–35), or a gated
+    cell's equations followed by the same output and loss."""
+    if config.cell != "rnn":
+        return CELLS[config.cell](config)
+    quantities = dict(QUANTITIES)
     return Statement(
         config,
         quantities,
@@ -237,11 +272,135 @@ def statement(config: Config) -> Statement:
         (
             Equation(labels.STATE, z(t), x(t) * W_x + s(t - 1) * W_s),
             Equation(labels.STATE, s(t), phi(z(t))),
-            Equation(labels.OUTPUT, o(t), s(t) * W_y),
-            Equation(labels.OUTPUT, y(t), output),
-            Equation(labels.LOSS, E(t), loss),
+            *_output_and_loss(config, quantities, s(t)),
         ),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The gated cells: their parameters and equations, over the same operations.
+
+
+def weight(name: str, rows: Any, cols: Any = None) -> sp.MatrixSymbol:
+    """A parameter: W_q (rows×cols), or a bias b̄_q, a row (1×rows) when ``cols`` is None."""
+    return sp.MatrixSymbol(name, 1, rows) if cols is None else sp.MatrixSymbol(name, rows, cols)
+
+
+def _quantities(*names: str) -> dict[str, Quantity]:
+    return {n: ALL_QUANTITIES[n] for n in ("x", "d", *names, "o", "y", "E", "g")}
+
+
+def _gate(label: str, q: str, state: str, fn: Callable[[Any], Any], out: str) -> list[Equation]:
+    """z̄^q_t = x̄_t W_xq + (state)_{t−1} W_(state)q + b̄_q and its gate out_t = fn(z̄^q_t)."""
+    pre = at(f"z{q}", t)
+    rhs = x(t) * weight(f"W_x{q}", n_x, n_s) + at(state, t - 1) * weight(f"W_{state}{q}", n_s, n_s)
+    return [
+        Equation(label, pre, rhs + weight(f"b_{q}", n_s)),
+        Equation(label, at(out, t), fn(pre)),
+    ]
+
+
+def gru(config: Config) -> Statement:
+    """The GRU in PyTorch's convention, the reset gate acting after the recurrent product:
+    r̄_t = σ(x̄_t W_xr + s̄_{t−1} W_sr + b̄_r), ū_t = σ(x̄_t W_xu + s̄_{t−1} W_su + b̄_u),
+    n̄_t = tanh(x̄_t W_xn + b̄_n + r̄_t ⊙ (s̄_{t−1} W_sn + b̄_sn)), s̄_t = (1 − ū_t) ⊙ n̄_t + ū_t ⊙ s̄_{t−1}.
+    m̄_t = s̄_{t−1} W_sn + b̄_sn is named: the reset gate's derivative reads it."""
+    quantities = _quantities(
+        "s", "ds", "zr", "dzr", "r", "zu", "dzu", "u", "m", "dm", "zn", "dzn", "n"
+    )
+    quantities["s"] = replace(quantities["s"], adjoint="ds")
+    W_xn, W_sn = weight("W_xn", n_x, n_s), weight("W_sn", n_s, n_s)
+    b_n, b_sn = weight("b_n", n_s), weight("b_sn", n_s)
+    r, u, n, mm = at("r", t), at("u", t), at("n", t), at("m", t)
+    equations = (
+        *_gate(labels.GRU_RESET, "r", "s", acts.sigma, "r"),
+        *_gate(labels.GRU_UPDATE, "u", "s", acts.sigma, "u"),
+        Equation(labels.GRU_CANDIDATE, mm, s(t - 1) * W_sn + b_sn),
+        Equation(labels.GRU_CANDIDATE, at("zn", t), x(t) * W_xn + b_n + sp.HadamardProduct(r, mm)),
+        Equation(labels.GRU_CANDIDATE, n, acts.tanh(at("zn", t))),
+        Equation(
+            labels.GRU_STATE,
+            s(t),
+            sp.HadamardProduct(sp.OneMatrix(1, n_s) - u, n) + sp.HadamardProduct(u, s(t - 1)),
+        ),
+        *_output_and_loss(config, quantities, s(t)),
+    )
+    return Statement(config, quantities, _weights(equations, GRU_PARAMS), equations)
+
+
+def lstm(config: Config) -> Statement:
+    """The LSTM with a forget gate (Gers et al. 2000), PyTorch's equations:
+    ī_t, f̄_t, ō_t = σ(x̄_t W_xq + h̄_{t−1} W_hq + b̄_q), ḡ_t = tanh(x̄_t W_xg + h̄_{t−1} W_hg + b̄_g),
+    c̄_t = f̄_t ⊙ c̄_{t−1} + ī_t ⊙ ḡ_t, h̄_t = ō_t ⊙ tanh(c̄_t)."""
+    quantities = _quantities(
+        "h",
+        "dh",
+        "c",
+        "dc",
+        "zi",
+        "dzi",
+        "ig",
+        "zf",
+        "dzf",
+        "fg",
+        "zg",
+        "dzg",
+        "gg",
+        "zo",
+        "dzo",
+        "og",
+    )
+    h, c = at("h", t), at("c", t)
+    equations = (
+        *_gate(labels.LSTM_INPUT, "i", "h", acts.sigma, "ig"),
+        *_gate(labels.LSTM_FORGET, "f", "h", acts.sigma, "fg"),
+        *_gate(labels.LSTM_CANDIDATE, "g", "h", acts.tanh, "gg"),
+        *_gate(labels.LSTM_OUTPUT, "o", "h", acts.sigma, "og"),
+        Equation(
+            labels.LSTM_CELL,
+            c,
+            sp.HadamardProduct(at("fg", t), at("c", t - 1))
+            + sp.HadamardProduct(at("ig", t), at("gg", t)),
+        ),
+        Equation(labels.LSTM_HIDDEN, h, sp.HadamardProduct(at("og", t), acts.tanh(c))),
+        *_output_and_loss(config, quantities, h),
+    )
+    return Statement(config, quantities, _weights(equations, LSTM_PARAMS), equations)
+
+
+# Each cell's parameters in the order of its modules' PARAMS (the issue's order).
+GRU_PARAMS = ("W_xr", "W_xu", "W_xn", "W_sr", "W_su", "W_sn", "b_r", "b_u", "b_n", "b_sn", "W_y")
+LSTM_PARAMS = (
+    "W_xi",
+    "W_xf",
+    "W_xg",
+    "W_xo",
+    "W_hi",
+    "W_hf",
+    "W_hg",
+    "W_ho",
+    "b_i",
+    "b_f",
+    "b_g",
+    "b_o",
+    "W_y",
+)
+
+
+def _weights(
+    equations: tuple[Equation, ...], order: tuple[str, ...]
+) -> tuple[sp.MatrixSymbol, ...]:
+    """The parameters the equations read, in ``order`` (every name must be read)."""
+    found = {
+        a.name: a for e in equations for a in e.rhs.atoms(sp.MatrixSymbol) if step_of(a) is None
+    }
+    missing = [n for n in order if n not in found]
+    if missing or set(found) - set(order):
+        raise ValueError(f"the cell's equations read {sorted(found)}, its parameters are {order}")
+    return tuple(found[n] for n in order)
+
+
+CELLS: dict[str, Callable[[Config], Statement]] = {"gru": gru, "lstm": lstm}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +490,72 @@ def explicit(stmt: Statement, sizes: tuple[int, int, int]) -> Explicit:
                 local[eq.target] = ops.evaluate(eq.rhs, local, ctx)
         loss += local[at(loss_name, k)][0, 0]
     return Explicit(stmt, tuple(dims.values()), values, loss, tuple(given), constants)
+
+
+@dataclass(frozen=True)
+class ScalarGraph:
+    """The model at concrete sizes as a graph of scalar definitions: every entry of every
+    computed quantity is a symbol of its own, defined by its equation's entry over the entries
+    it reads. Substituting the definitions into each other gives :attr:`Explicit.loss`; kept
+    apart, each definition stays small, so ``sympy.diff`` of each is cheap where the explicit
+    loss of a gated cell is too large to differentiate whole (about 200 s at N = 3).
+
+    ``values`` maps every input (weights, s̄_0, x̄_k, d̄_k) to its matrix of entry symbols, as
+    :func:`explicit` names them, and every computed quantity to its matrix of node symbols;
+    ``definitions`` holds each node's expression, in evaluation order; ``loss`` the nodes whose
+    sum is the loss.
+    """
+
+    statement: Statement
+    sizes: tuple[int, int, int]
+    values: dict[sp.MatrixSymbol, sp.Matrix]
+    definitions: dict[sp.Symbol, sp.Expr]
+    loss: tuple[sp.Symbol, ...]
+    inputs: tuple[sp.MatrixSymbol, ...]
+
+    @property
+    def dims(self) -> dict[Any, int]:
+        return dict(zip((n_x, n_s, n_y), self.sizes, strict=True))
+
+    @property
+    def input_symbols(self) -> list[sp.Symbol]:
+        return [entry for m in self.inputs for entry in self.values[m]]
+
+
+def scalar_graph(stmt: Statement, sizes: tuple[int, int, int]) -> ScalarGraph:
+    """The statement at sizes (n_x, n_s, n_y), N steps, as a :class:`ScalarGraph` (full BPTT)."""
+    if stmt.config.window is not None:
+        raise ValueError(
+            f"truncate: the scalar graph states full BPTT only, got truncate={stmt.config.truncate}"
+        )
+    dims = dict(zip((n_x, n_s, n_y), _check_sizes(sizes), strict=True))
+    ctx = ops.Context(stmt.config.act, dims)
+    values: dict[sp.MatrixSymbol, sp.Matrix] = {}
+    given: list[sp.MatrixSymbol] = []
+
+    def give(symbol: sp.MatrixSymbol, name: str) -> None:
+        rows, cols = (int(sp.sympify(v).xreplace(dims)) for v in symbol.shape)
+        values[symbol] = symbol_matrix(name, rows, cols)
+        given.append(symbol)
+
+    for w in stmt.weights:
+        give(w, w.name.replace("_", ""))
+    for name in stmt.names("state"):
+        give(at(name, 0), f"{name}0")
+    steps = range(1, stmt.config.steps + 1)
+    for role in ("input", "target"):
+        for name in stmt.names(role):
+            for k in steps:
+                give(at(name, k), f"{name}{k}")
+    definitions: dict[sp.Symbol, sp.Expr] = {}
+    for target, rhs in stmt.definitions().items():
+        entries = ops.evaluate(rhs, values, ctx)
+        nodes = symbol_matrix(f"{target.name}:", entries.rows, entries.cols)
+        definitions.update(zip(nodes, entries, strict=True))
+        values[target] = nodes
+    (loss_name,) = stmt.names("loss")
+    loss = tuple(values[at(loss_name, k)][0, 0] for k in stmt.config.loss_terms)
+    return ScalarGraph(stmt, tuple(dims.values()), values, definitions, loss, tuple(given))
 
 
 def _check_sizes(sizes: Any) -> tuple[int, int, int]:

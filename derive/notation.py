@@ -31,13 +31,54 @@ class Notation:
 NOTATION: dict[str, Notation] = {
     "x": Notation(r"\bar{x}", "x̄", "x̄", "input"),
     "d": Notation(r"\bar{d}", "d̄", "d̄", "desired output"),
+    # the gates first: sums and ⊙ print as the cells are written (f̄_t ⊙ c̄_{t−1})
+    "r": Notation(r"\bar{r}", "r̄", "r̄", "reset gate of the GRU"),
+    "u": Notation(r"\bar{u}", "ū", "ū", "update gate of the GRU"),
+    "n": Notation(r"\bar{n}", "n̄", "n̄", "candidate state of the GRU"),
+    "m": Notation(
+        r"\bar{m}", "m̄", "m̄", "s̄_{t−1} W_sn + b̄_sn, what the reset gate scales (our name)"
+    ),
+    "ig": Notation(r"\bar{\imath}", "ī", "ī", "input gate of the LSTM"),
+    "fg": Notation(r"\bar{f}", "f̄", "f̄", "forget gate of the LSTM"),
+    "gg": Notation(r"\bar{g}", "ḡ", "ḡ", "candidate cell of the LSTM"),
+    "og": Notation(r"\bar{o}", "ō", "ō", "output gate of the LSTM"),
     "s": Notation(r"\bar{s}", "s̄", "s̄", "state, the network's memory"),
     "z": Notation(r"\bar{z}", "z̄", "z̄", "pre-activation of the state (our name)"),
-    "o": Notation(r"\bar{o}", "ō", "ō", "pre-activation of the output (our name)"),
+    "o": Notation(r"\bar{v}", "v̄", "v̄", "pre-activation of the output (our name)"),
     "y": Notation(r"\bar{y}", "ȳ", "ȳ", "output"),
     "E": Notation("E", "E", "E", "loss"),
     "delta": Notation(r"\delta", "δ", "δ", "∂E/∂z̄_t (our name)"),
-    "g": Notation("g", "g", "g", "∂E/∂ō_t (our name)"),
+    "g": Notation(r"\gamma", "γ", "γ", "∂E/∂v̄_t (our name)"),
+    # The gated cells (GRU, LSTM): states, gates, our names for pre-activations and adjoints.
+    "h": Notation(r"\bar{h}", "h̄", "h̄", "hidden state of the LSTM, what the output reads"),
+    "c": Notation(r"\bar{c}", "c̄", "c̄", "cell state of the LSTM"),
+    **{
+        f"z{q}": Notation(
+            rf"\bar{{z}}^{{{q}}}", f"z̄^{q}", f"z̄<sup>{q}</sup>", f"pre-activation of {g} (our name)"
+        )
+        for q, g in (
+            ("r", "r̄"),
+            ("u", "ū"),
+            ("n", "n̄"),
+            ("i", "ī"),
+            ("f", "f̄"),
+            ("g", "ḡ"),
+            ("o", "ō"),
+        )
+    },
+    **{
+        f"d{q}": Notation(rf"\delta^{{{q}}}", f"δ^{q}", f"δ<sup>{q}</sup>", f"∂E/∂{w}_t (our name)")
+        for q, w in (("s", "s̄"), ("h", "h̄"), ("c", "c̄"), ("m", "m̄"))
+    },
+    **{
+        f"dz{q}": Notation(
+            rf"\delta^{{{q}}}", f"δ^{q}", f"δ<sup>{q}</sup>", f"∂E/∂z̄^{q}_t (our name)"
+        )
+        for q in ("r", "u", "n", "i", "f", "g", "o")
+    },
+    "b": Notation(r"\bar{b}", "b̄", "b̄", "bias"),
+    # the loss's scale (Config.scale), κ since c̄ is the LSTM's cell state
+    "kappa": Notation(r"\kappa", "κ", "κ", "the loss's scale, 1 in the lecture (our name)"),
     "W_x": Notation("W_x", "W_x", "W<sub>x</sub>", "input-to-state weights"),
     "W_s": Notation("W_s", "W_s", "W<sub>s</sub>", "state-to-state weights"),
     "W_y": Notation("W_y", "W_y", "W<sub>y</sub>", "state-to-output weights"),

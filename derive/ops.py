@@ -346,8 +346,8 @@ class _Hadamard(Operation):
 
 def derivative(fn: Any) -> Any:
     """f' of an entry-wise function: Φ' for Φ, the derivative of a Lambda's body."""
-    if fn == acts.Phi:
-        return acts.dPhi
+    if fn in acts.DERIVATIVES:
+        return acts.DERIVATIVES[fn]
     if isinstance(fn, sp.Lambda) and len(fn.variables) == 1:
         (v,) = fn.variables
         return sp.Lambda(v, sp.diff(fn.expr, v))
@@ -370,8 +370,7 @@ class _Elementwise(Operation):
         return DiagMatrix(self._slope(e).T)
 
     def explicit(self, e: Expr, values: list[Any], ctx: Context) -> sp.Matrix:
-        fn = acts.applied_function(e)
-        fn = {acts.Phi: ctx.activation.phi, acts.dPhi: ctx.activation.dphi}.get(fn, fn)
+        fn = acts.bound(acts.applied_function(e), ctx.activation)
         return values[0].applyfunc(fn)
 
 
@@ -483,10 +482,16 @@ def softmax_row(m: sp.Matrix) -> sp.Matrix:
 Definitions = Mapping[Any, Expr]
 
 
+# Constant matrices: the ones of a gate's complement 1 − ū (the GRU's), the identity, zeros.
+CONSTANTS = (sp.OneMatrix, sp.Identity, sp.ZeroMatrix)
+
+
 def depends(e: Expr, wrt: Expr, definitions: Definitions | None = None) -> bool:
     """Whether ``e`` depends on the symbol ``wrt`` (through ``definitions`` of intermediates)."""
     if e == wrt:
         return True
+    if isinstance(e, CONSTANTS):
+        return False
     if isinstance(e, sp.MatrixSymbol):
         return (
             definitions is not None
@@ -555,6 +560,8 @@ def evaluate(e: Expr, binding: Mapping[Any, sp.Matrix], ctx: Context) -> sp.Matr
             return binding[x]
         if isinstance(x, sp.Identity):
             return sp.eye(int(x.rows.xreplace(ctx.dims)))
+        if isinstance(x, sp.OneMatrix):
+            return sp.ones(int(x.rows.xreplace(ctx.dims)), int(x.cols.xreplace(ctx.dims)))
         if isinstance(x, sp.ZeroMatrix):
             return sp.zeros(int(x.rows.xreplace(ctx.dims)), int(x.cols.xreplace(ctx.dims)))
         op = operation(x)
@@ -571,15 +578,15 @@ def evaluate(e: Expr, binding: Mapping[Any, sp.Matrix], ctx: Context) -> sp.Matr
 
 
 def numeric_forms(e: Expr, activation: acts.Activation) -> tuple[NumericForm, ...]:
-    """The numeric forms generated code runs for the operations in ``e``: Φ's, softmax's and
-    cross-entropy's (log-softmax)."""
+    """The numeric forms generated code runs for the operations in ``e``: Φ's (and a gated
+    cell's σ's and tanh's), softmax's and cross-entropy's (log-softmax)."""
     forms: list[NumericForm] = []
     nodes = list(sp.preorder_traversal(e))
-    if any(
-        isinstance(n, ElementwiseApplyFunction) and acts.applied_function(n) == acts.Phi
-        for n in nodes
-    ):
-        forms.extend(activation.numeric_forms())
+    applied = {acts.applied_function(n) for n in nodes if isinstance(n, ElementwiseApplyFunction)}
+    for fn in acts.DERIVATIVES:  # Φ's forms, then σ's and tanh's where a gated cell applies them
+        found = acts.named(fn, activation)
+        if fn in applied and found is not None:
+            forms.extend(found[0].numeric_forms())
     a = acts.ARGUMENT
     if any(isinstance(n, Softmax) for n in nodes):
         forms.append(

@@ -48,6 +48,8 @@ DIGITS = 50
 TOLERANCE = sp.Float("1e-30", DIGITS)
 
 Binding = dict[sp.MatrixSymbol, sp.Matrix]
+# The model at concrete sizes, whole or as a graph of scalar definitions (candidates read dims).
+Model = m.Explicit | m.ScalarGraph
 
 
 def ground_truth(ex: m.Explicit) -> dict[str, sp.Matrix]:
@@ -65,11 +67,11 @@ def ground_truth(ex: m.Explicit) -> dict[str, sp.Matrix]:
 Candidate = Callable[[Binding], dict[str, sp.Matrix]]
 
 
-def _context(derivation: Derivation, ex: m.Explicit) -> ops.Context:
+def _context(derivation: Derivation, ex: Model) -> ops.Context:
     return ops.Context(derivation.config.act, ex.dims)
 
 
-def expansion_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
+def expansion_candidate(derivation: Derivation, ex: Model) -> Candidate:
     """Term by term: U J with each factor's Jacobian where it has one, else its pullback."""
     ctx = _context(derivation, ex)
 
@@ -91,7 +93,7 @@ def expansion_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
     return run
 
 
-def expanded_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
+def expanded_candidate(derivation: Derivation, ex: Model) -> Candidate:
     """The expanded closed form, one matrix expression per term."""
     ctx = _context(derivation, ex)
 
@@ -107,7 +109,7 @@ def expanded_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
     return run
 
 
-def collected_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
+def collected_candidate(derivation: Derivation, ex: Model) -> Candidate:
     """The δ recurrence, evaluated line by line, then the collected sums."""
     ctx = _context(derivation, ex)
 
@@ -123,7 +125,7 @@ def collected_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
     return run
 
 
-def generic_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
+def generic_candidate(derivation: Derivation, ex: Model) -> Candidate:
     """The generic step at t = N, N − 1, …, 1 (the t = N lines first), then the sums over t.
     Truncated at K: for each loss step u, its seed lines at t = u and its carry lines at
     t = u − 1, …, u − K + 1, then each sum over u's window."""
@@ -170,7 +172,7 @@ def generic_candidate(derivation: Derivation, ex: m.Explicit) -> Candidate:
     return run
 
 
-CANDIDATES: dict[str, Callable[[Derivation, m.Explicit], Candidate]] = {
+CANDIDATES: dict[str, Callable[[Derivation, Model], Candidate]] = {
     "chain-rule expansion": expansion_candidate,
     "expanded closed form": expanded_candidate,
     "collected closed form (δ recurrence)": collected_candidate,
@@ -207,6 +209,7 @@ class Proof:
     comparisons: tuple[Comparison, ...]
     forms: tuple[FormCheck, ...]
     seconds: float
+    truth: str = "diff"  # how the ground truth was taken (see prove)
 
     @property
     def ok(self) -> bool:
@@ -228,7 +231,7 @@ class Proof:
         nx_, ns_, ny_ = self.sizes
         out = [
             f"proof for {self.config.describe()} at n_x={nx_}, n_s={ns_}, n_y={ny_}: "
-            f"ground truth = sympy.diff of the explicit scalar loss, entry by entry"
+            f"ground truth = {TRUTH_TEXT[self.truth]}"
         ]
         for c in self.comparisons:
             how = (
@@ -253,6 +256,20 @@ def is_polynomial(config: Config) -> bool:
     return config.activation_name == "identity" and config.output == "linear"
 
 
+TRUTHS = ("diff", "graph")
+TRUTH_TEXT = {
+    "diff": "sympy.diff of the explicit scalar loss, entry by entry",
+    "graph": "the explicit model entry by entry, each entry's definition differentiated by "
+    "sympy.diff and composed by the scalar chain rule at each point",
+}
+
+
+def default_truth(config: Config) -> str:
+    """'diff' for the lecture's RNN; 'graph' for a gated cell, whose explicit loss is too large
+    to differentiate whole beyond N = 2 (``tests/test_proof.py`` shows both give the same)."""
+    return "diff" if config.cell == "rnn" else "graph"
+
+
 def prove(
     derivation: Derivation,
     sizes: tuple[int, int, int],
@@ -260,28 +277,121 @@ def prove(
     points: int = 3,
     seed: int = 0,
     candidates: Sequence[str] | None = None,
+    truth: str | None = None,
 ) -> Proof:
     """Compare the derivation's expansion and closed forms with the entry-wise ground truth,
-    and the generated code's numeric forms with their definitions."""
+    and the generated code's numeric forms with their definitions.
+
+    ``truth``: 'diff', ``sympy.diff`` of the explicit scalar loss (:func:`ground_truth`);
+    'graph', the explicit model kept as a graph of scalar definitions, each differentiated by
+    ``sympy.diff`` and composed by the scalar chain rule at each point (:func:`graph_truth`);
+    None picks :func:`default_truth`."""
     if isinstance(points, bool) or not isinstance(points, int) or points < 1:
         raise ValueError(f"points: expected an int ≥ 1, got {points!r}")
     names = list(CANDIDATES) if candidates is None else list(candidates)
     for name in names:
         if name not in CANDIDATES:
             raise ValueError(f"candidates: expected names from {list(CANDIDATES)}, got {name!r}")
-    start = time.perf_counter()
     config = derivation.config
-    ex = m.explicit(derivation.statement, sizes)
-    truth = ground_truth(ex)
-    comparisons = _compare(derivation, ex, truth, names, points, seed, exact=is_polynomial(config))
+    truth = default_truth(config) if truth is None else truth
+    if truth not in TRUTHS:
+        raise ValueError(f"truth: expected one of {list(TRUTHS)}, got {truth!r}")
+    start = time.perf_counter()
+    exact = is_polynomial(config)
+    model: Model
+    if truth == "diff":
+        model = m.explicit(derivation.statement, sizes)
+        at_point = _diff_truth(model, exact)
+    else:
+        model = m.scalar_graph(derivation.statement, sizes)
+        at_point = graph_truth(model, exact)
+    comparisons = _compare(derivation, model, at_point, names, points, seed, exact=exact)
     forms = tuple(check_form(f, config, seed) for f in derivation.statement.numeric_forms())
-    return Proof(config, ex.sizes, points, tuple(comparisons), forms, time.perf_counter() - start)
+    return Proof(
+        config, model.sizes, points, tuple(comparisons), forms, time.perf_counter() - start, truth
+    )
+
+
+# The ground truth and the model's values at one point: ∂E/∂w per weight, and every symbol of
+# the model (inputs and computed quantities) bound to its value there.
+AtPoint = Callable[[dict[sp.Symbol, sp.Rational]], tuple[dict[str, sp.Matrix], Binding]]
+
+
+def _diff_truth(ex: m.Explicit, exact: bool) -> AtPoint:
+    truth = ground_truth(ex)
+    weights = list(truth)
+    flat = [e for w in weights for e in truth[w]]
+    fn = (
+        None
+        if exact
+        else sp.lambdify(ex.input_symbols, flat, modules=[_MPMATH_EXTRA, "mpmath"], cse=True)
+    )
+
+    def at(point: dict[sp.Symbol, sp.Rational]) -> tuple[dict[str, sp.Matrix], Binding]:
+        if exact:
+            values = [e.xreplace(point) for e in flat]
+            binding = {k: v.xreplace(point) for k, v in ex.values.items()}
+        else:
+            assert fn is not None
+            values = fn(*(mpmath.mpf(r.p) / r.q for r in point.values()))
+            floats = {v: sp.Float(r, DIGITS + 10) for v, r in point.items()}
+            binding = {k: v.xreplace(floats) for k, v in ex.values.items()}
+        out, k = {}, 0
+        for w in weights:
+            rows, cols = truth[w].shape
+            out[w] = sp.Matrix(rows, cols, values[k : k + rows * cols])
+            k += rows * cols
+        return out, binding
+
+    return at
+
+
+def graph_truth(graph: m.ScalarGraph, exact: bool) -> AtPoint:
+    """∂E/∂w at a point from the scalar graph: each node's definition differentiated by
+    ``sympy.diff`` with respect to each entry it reads (once, symbolically), then, at the
+    point, the nodes' values in order and the adjoints ∂E/∂v in reverse order (∂E/∂u = Σ over
+    the nodes v reading u of ∂E/∂v · ∂v/∂u): the scalar chain rule, entry by entry. No matrix
+    rule of :mod:`derive.ops` takes part; the same values bind the candidates."""
+    weights = graph.statement.weights
+    wanted = set(graph.definitions) | {e for w in weights for e in graph.values[w]}
+    partials = {
+        node: [(u, sp.diff(expr, u)) for u in sorted(expr.free_symbols, key=str) if u in wanted]
+        for node, expr in graph.definitions.items()
+    }
+
+    def value(e: sp.Expr, values: dict[Any, Any]) -> Any:
+        v = e.xreplace(values)
+        return v if exact or v.is_Float else sp.N(v, DIGITS + 10)
+
+    def at(point: dict[sp.Symbol, sp.Rational]) -> tuple[dict[str, sp.Matrix], Binding]:
+        values: dict[Any, Any] = (
+            dict(point) if exact else {v: sp.Float(r, DIGITS + 10) for v, r in point.items()}
+        )
+        for node, expr in graph.definitions.items():
+            values[node] = value(expr, values)
+        adjoint: dict[Any, Any] = {}
+        for node in graph.loss:
+            adjoint[node] = adjoint.get(node, 0) + 1
+        for node in reversed(list(graph.definitions)):
+            a = adjoint.get(node)
+            if a is None:
+                continue
+            for u, du in partials[node]:
+                adjoint[u] = adjoint.get(u, 0) + a * value(du, values)
+        truth = {
+            w.name: graph.values[w].applyfunc(lambda e: adjoint.get(e, sp.Integer(0)))
+            for w in weights
+        }
+        binding = {k: v.applyfunc(lambda e: values[e]) for k, v in graph.values.items()}
+        return truth, binding
+
+    return at
 
 
 def _compare(
     derivation: Derivation,
-    ex: m.Explicit,
-    truth: dict[str, sp.Matrix],
+    model: Model,
+    at_point: AtPoint,
     names: list[str],
     points: int,
     seed: int,
@@ -289,37 +399,21 @@ def _compare(
     exact: bool,
 ) -> list[Comparison]:
     rng = random.Random(seed)
-    inputs = ex.input_symbols
-    weights = list(truth)
-    flat_truth = [e for w in weights for e in truth[w]]
-    truth_fn = (
-        None
-        if exact
-        else sp.lambdify(inputs, flat_truth, modules=[_MPMATH_EXTRA, "mpmath"], cse=True)
-    )
-    candidates = {n: CANDIDATES[n](derivation, ex) for n in names}
-    worst: dict[tuple[str, str], sp.Float] = {(n, w): sp.Float(0) for n in names for w in truth}
+    inputs = model.input_symbols
+    weights = [w.name for w in derivation.statement.weights]
+    candidates = {n: CANDIDATES[n](derivation, model) for n in names}
+    worst: dict[tuple[str, str], sp.Float] = {(n, w): sp.Float(0) for n in names for w in weights}
     with mpmath.workdps(DIGITS + 10):
         for _ in range(points):
             point = {v: sp.Rational(rng.randint(-12, 12), rng.randint(5, 9)) for v in inputs}
-            if exact:
-                expected = [e.xreplace(point) for e in flat_truth]
-                binding = {k: v.xreplace(point) for k, v in ex.values.items()}
-            else:
-                floats = {v: sp.Float(r, DIGITS + 10) for v, r in point.items()}
-                assert truth_fn is not None
-                expected = truth_fn(*(mpmath.mpf(r.p) / r.q for r in point.values()))
-                binding = {k: v.xreplace(floats) for k, v in ex.values.items()}
+            expected, binding = at_point(point)
             for cand_name, run in candidates.items():
                 got = run(binding)
-                flat_got = [e for w in weights for e in got[w]]
-                k = 0
                 for w in weights:
-                    for _entry in truth[w]:
-                        err = _error(expected[k], flat_got[k], exact)
+                    for want, have in zip(expected[w], got[w], strict=True):
+                        err = _error(want, have, exact)
                         if err > worst[(cand_name, w)] or not err.is_finite:
                             worst[(cand_name, w)] = err
-                        k += 1
     method = "exact" if exact else "numeric"
     return [
         Comparison(n, w, method, float(worst[(n, w)]), bool(worst[(n, w)] <= TOLERANCE))

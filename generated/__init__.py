@@ -7,11 +7,20 @@ Not imported here, as they need numba (pip install 'bptt-derive[numba]'): import
 `from generated import bptt_numba`.
 """
 
-from . import bptt, bptt_e3, bptt_tanh_linear_se_all_c1_Tany_K5, bptt_tanh_softmax_ce_all_c1_Tany
+from . import (
+    bptt,
+    bptt_e3,
+    bptt_tanh_linear_se_all_c1_Tany_K5,
+    bptt_tanh_softmax_ce_all_c1_Tany,
+    gru,
+    lstm,
+)
 
 __all__ = [
     "bptt",
     "bptt_e3",
     "bptt_tanh_linear_se_all_c1_Tany_K5",
     "bptt_tanh_softmax_ce_all_c1_Tany",
+    "gru",
+    "lstm",
 ]

@@ -271,9 +271,9 @@ def _blas_gradients(
     # R2: dphi_t = 1 - s̄_t**2 (for every step at once)
     np.multiply(s2, s2, out=dphi2)
     np.subtract(1, dphi2, out=dphi2)
-    # R1: g_N = -2·e_N (at the last step only)
+    # R1: γ_N = -2·e_N (at the last step only)
     g_T = -2 * e_T
-    # R2: δ_N = (g_N · W_yᵀ) ⊙ dphi_N (at the last step only)
+    # R2: δ_N = (γ_N · W_yᵀ) ⊙ dphi_N (at the last step only)
     np.dot(g_T, W_y.T, out=delta[T - 1])
     delta[T - 1] *= dphi[T - 1]
     # R2: W_sᵀ of the recurrence below, as a contiguous copy when (T − 1)·B ≥ 512
@@ -299,7 +299,7 @@ def _blas_gradients(
     dE_dW_s = np.empty_like(W_s, order="C")
     np.dot(s2[:-B].T, delta2[B:], out=dE_dW_s)
     dE_dW_s += s_0.T @ delta[0]
-    # Eq. 37: dE_dW_y = s̄_Nᵀ · g_N (at the last step only)
+    # Eq. 37: dE_dW_y = s̄_Nᵀ · γ_N (at the last step only)
     # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ g_t
     dE_dW_y = np.empty_like(W_y, order="C")
     np.dot(s[T - 1].T, g_T, out=dE_dW_y)
@@ -567,13 +567,13 @@ def _gradients_kernel(x, d, W_x, W_s, W_y, s_0):
         for b in range(B):
             for _j17 in range(n_s):
                 dphi[t, b, _j17] = 1.0 - s[t + 1, b, _j17] * s[t + 1, b, _j17]
-    # R1: g_N = -2·e_N (at the last step only)
+    # R1: γ_N = -2·e_N (at the last step only)
     g = np.empty((T, B, n_y), x.dtype)
     for b in range(B):
         for _j18 in range(n_y):
             g[T - 1, b, _j18] = -2.0 * e[T - 1, b, _j18]
     W_yT = np.ascontiguousarray(W_y.T)
-    # R2: δ_N = (g_N · W_yᵀ) ⊙ dphi_N (at the last step only)
+    # R2: δ_N = (γ_N · W_yᵀ) ⊙ dphi_N (at the last step only)
     delta = np.empty((T, B, n_s), x.dtype)
     for b in range(B):
         for _j21 in range(n_s):
@@ -615,7 +615,7 @@ def _gradients_kernel(x, d, W_x, W_s, W_y, s_0):
                 _a34 = s[t, b, _i32]
                 for _j33 in range(n_s):
                     dE_dW_s[_i32, _j33] += _a34 * delta[t, b, _j33]
-    # Eq. 37: dE_dW_y = s̄_Nᵀ · g_N (at the last step only)
+    # Eq. 37: dE_dW_y = s̄_Nᵀ · γ_N (at the last step only)
     # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ g_t
     dE_dW_y = np.zeros((n_s, n_y), x.dtype)
     for b in range(B):

@@ -45,6 +45,7 @@ STAGES: dict[str, int] = {
     "derive.codegen.numpy_module": 7,
     "derive.codegen.numpy_straight": 7,
     "derive.codegen.numpy_loop": 7,
+    "derive.codegen.numpy_cell": 7,
     "derive.codegen.numba_kernels": 7,
     # 8: the notes, rendered from results handed in
     "derive.notes": 8,
@@ -55,6 +56,8 @@ STAGES: dict[str, int] = {
     "derive.notes.verification": 8,
     "derive.notes.code_map": 8,
     "derive.notes.variant": 8,
+    "derive.notes.cell": 8,
+    "derive.notes.cell_graph": 8,
     "derive.notes.worked": 8,
     "derive.notes.vanishing": 8,
     "derive.notes.exercises": 8,

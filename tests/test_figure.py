@@ -44,7 +44,12 @@ def test_the_backward_arrows_run_from_the_loss_back_to_delta_1(lec: Derivation) 
         ("s3", "s2", latex(m.delta(2))),
         ("s2", "s1", latex(m.delta(1))),
     }
-    assert {e.tex for e in fig.backward} == {r"g_{3}", r"\delta_{3}", r"\delta_{2}", r"\delta_{1}"}
+    assert {e.tex for e in fig.backward} == {
+        r"\gamma_{3}",
+        r"\delta_{3}",
+        r"\delta_{2}",
+        r"\delta_{1}",
+    }
 
 
 def test_the_backward_labels_are_the_recurrence_lines(lec: Derivation) -> None:
@@ -156,7 +161,7 @@ def test_the_drawings_show_both_panels_and_both_passes(lec: Derivation) -> None:
     assert r"\draw[->] (st) to[loop left] node[left] {\(W_s\)} (st);" in tex
     assert r"\draw[->] (s2) -- node[above] {\(W_s\)} (s3);" in tex
     assert r"\node[state] (st) at (" in tex and r"\node[state] (s3) at (" in tex
-    assert "\\begin{aligned}\ng_{3} &= " in tex
+    assert "\\begin{aligned}\n\\gamma_{3} &= " in tex
     assert md.startswith("```mermaid\nflowchart LR\n")
     assert '    subgraph folded["folded"]\n' in md
     assert '    subgraph unfolded["unfolded at step 3"]\n' in md

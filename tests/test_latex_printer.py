@@ -49,9 +49,9 @@ i, N = sp.symbols("i N", integer=True, positive=True)
         (m.d(3), r"\bar{d}_{3}"),
         (m.y(3), r"\bar{y}_{3}"),
         (m.z(3), r"\bar{z}_{3}"),
-        (m.o(3), r"\bar{o}_{3}"),
+        (m.o(3), r"\bar{v}_{3}"),
         (m.E(3), r"E_{3}"),
-        (m.g(3), r"g_{3}"),
+        (m.g(3), r"\gamma_{3}"),
         (m.delta(3), r"\delta_{3}"),
         (sp.MatrixSymbol("s_t", 1, m.n_s), r"\bar{s}_{t}"),
         (S_PREV, r"\bar{s}_{t-1}"),
@@ -65,7 +65,7 @@ i, N = sp.symbols("i N", integer=True, positive=True)
         (sp.hadamard_product(m.s(1), m.s(2)), r"\bar{s}_{1} \odot \bar{s}_{2}"),
         (acts.phi(m.z(3)), r"\Phi(\bar{z}_{3})"),
         (acts.dphi(m.z(3)), r"\Phi'(\bar{z}_{3})"),
-        (ops.Softmax(m.o(3)), r"\operatorname{softmax}(\bar{o}_{3})"),
+        (ops.Softmax(m.o(3)), r"\operatorname{softmax}(\bar{v}_{3})"),
         (sp.DiagMatrix(acts.dphi(m.z(3)).T), r"\operatorname{diag}(\Phi'(\bar{z}_{3}))"),
         (sp.Identity(m.n_y), r"I_{n_{y}}"),
         (sp.ZeroMatrix(1, m.n_s), "0"),
@@ -135,7 +135,8 @@ def test_factors_terms_expansions_and_definitions_print_from_the_derivation() ->
     assert latex(term.factors[2].pullback) == r"(U \odot \Phi'(\bar{z}_{3})) W_s^{\top}"
     assert latex(d.expansions["W_s"]).count(" + ") == 2
     assert (
-        latex(d.closed.recurrence[1]) == r"\delta_{3} = (g_{3} W_y^{\top}) \odot \Phi'(\bar{z}_{3})"
+        latex(d.closed.recurrence[1])
+        == r"\delta_{3} = (\gamma_{3} W_y^{\top}) \odot \Phi'(\bar{z}_{3})"
     )
 
 
@@ -191,7 +192,7 @@ def test_a_line_breaks_before_a_sum_term_rather_than_inside_one() -> None:
 
 def test_a_short_equation_stays_on_one_line() -> None:
     assert equation(m.g(3), sp.MatMul(-2, m.d(3) - m.y(3))) == (
-        r"g_{3} = -2 (\bar{d}_{3} - \bar{y}_{3})"
+        r"\gamma_{3} = -2 (\bar{d}_{3} - \bar{y}_{3})"
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from derive.codegen import (
     numba_kernels,
+    numpy_cell,
     numpy_loop,
     numpy_module,
     numpy_straight,
@@ -51,11 +52,27 @@ class NumPyBackend(Backend):
         printer = BPTTNumPyPrinter(d.config.act)
         text = model_text(d)
         ctx: Any
-        if loop:
+        if d.config.cell != "rnn":
+            _cell_form(d, loop)
+            ctx = numpy_cell.context(d, plan_loop.plan(d), text, printer, name)
+        elif loop:
             ctx = numpy_loop.context(d, plan_loop.plan(d), text, printer, name)
         else:
             ctx = numpy_straight.context(d, plan_straight.plan(d), text, printer, name)
         return format_python(render(ctx.template, ctx), f"{name}.py")
+
+
+def _cell_form(d: Derivation, loop: bool) -> None:
+    """A gated cell's module is the loop form (any T), full BPTT (issue 13)."""
+    if not loop:
+        raise GenerationError(
+            f"cell {d.config.cell}: generated for any T only (the loop form); drop --fixed"
+        )
+    if d.config.truncate is not None:
+        raise GenerationError(
+            f"cell {d.config.cell}: truncated BPTT is generated for the lecture's RNN only "
+            f"(truncate = {d.config.truncate})"
+        )
 
 
 class NumbaBackend(Backend):
@@ -71,6 +88,11 @@ class NumbaBackend(Backend):
     dot_line = 32768
 
     def source(self, d: Derivation, *, loop: bool, name: str) -> str:
+        if d.config.cell != "rnn":
+            raise GenerationError(
+                f"backend numba: the {d.config.cell.upper()} cell is generated for the NumPy "
+                "backend only; use --backend numpy"
+            )
         if d.config.truncate is not None:
             raise GenerationError(
                 "backend numba: truncated BPTT is generated for the NumPy backend only "
@@ -150,14 +172,16 @@ BACKENDS: dict[str, Backend] = {"numpy": NumPyBackend("numpy"), "numba": NumbaBa
 def module_name(config: Config, *, loop: bool, backend: str = "numpy") -> str:
     """A file name for a configuration:
     ``bptt_<activation>_<output>_<se|ce>_<loss steps>_c<c>_T<steps>[_K<truncate>][_<backend>]``
-    (the NumPy backend's modules carry no backend suffix)."""
+    (the NumPy backend's modules carry no backend suffix); a gated cell's begins with the cell's
+    name instead of ``bptt_<activation>``."""
     act = re.sub(r"\W+", "", config.activation_name.lower())[:24] or "user"
+    head = "bptt_" + act if config.cell == "rnn" else config.cell
     loss = {"squared-error": "se", "cross-entropy": "ce"}[config.loss]
     scale = str(config.scale).replace("/", "over")
     steps = "any" if loop else str(config.steps)
     window = "" if config.truncate is None else f"_K{config.truncate}"
     suffix = "" if backend == "numpy" else f"_{backend}"
-    name = f"bptt_{act}_{config.output}_{loss}_{config.loss_steps}_c{scale}_T{steps}"
+    name = f"{head}_{config.output}_{loss}_{config.loss_steps}_c{scale}_T{steps}"
     return f"{name}{window}{suffix}"
 
 

@@ -76,7 +76,8 @@ def model_text(d: Derivation) -> ModelText:
             meaning = f"{notation.NOTATION[name].meaning}s {first} … {end}"
             args.append((name, f"(T, {size}) or (T, B, {size})", meaning))
     for w in stmt.weights:
-        args.append((w.name, f"({w.shape[0]}, {w.shape[1]})", notation.NOTATION[w.name].meaning))
+        meaning = notation.lookup(w.name)[0].meaning
+        args.append((w.name, f"({w.shape[0]}, {w.shape[1]})", meaning))
     for name in stmt.names("state"):
         size = stmt.quantities[name].size
         args.append(

@@ -66,24 +66,26 @@ def free_names(e: Any) -> set[str]:
 
 def through_outputs(expr: Any, stmt: m.Statement) -> Any:
     """Φ'(z̄_k) → the activation's Φ' of s̄_k where it has one (1 − s̄_k² for tanh): generated
-    code then needs neither z̄_k nor a second evaluation of Φ. Any step k."""
+    code then needs neither z̄_k nor a second evaluation of Φ. So for a gated cell's σ and tanh
+    of a named pre-activation (σ'(z̄^r_k) → r̄_k ⊙ (1 − r̄_k)). Any step k."""
     act = stmt.config.act
-    if act.dphi_of_output is None:
-        return expr
-    sources = {}
+    sources: dict[tuple[Any, str], tuple[str, Any]] = {}
     for eq in stmt.equations:
-        if (
-            isinstance(eq.rhs, ElementwiseApplyFunction)
-            and acts.applied_function(eq.rhs) == acts.Phi
-        ):
-            sources[m.step_of(eq.rhs.expr)[0]] = m.step_of(eq.target)[0]  # type: ignore[index]
+        if isinstance(eq.rhs, ElementwiseApplyFunction):
+            fn = acts.applied_function(eq.rhs)
+            found = acts.named(fn, act)
+            inner = m.step_of(eq.rhs.expr)
+            if found is None or inner is None or found[1] or found[0].dphi_of_output is None:
+                continue
+            slope = found[0].dphi_of_output
+            sources[(acts.DERIVATIVES[fn], inner[0])] = (m.step_of(eq.target)[0], slope)  # type: ignore[index]
     mapping = {}
     for node in sp.preorder_traversal(expr):
-        if isinstance(node, ElementwiseApplyFunction) and acts.applied_function(node) == acts.dPhi:
-            found = m.step_of(node.expr)
-            if found is not None and found[0] in sources:
-                out = m.at(sources[found[0]], found[1])
-                mapping[node] = acts.elementwise(act.dphi_of_output, out)
+        if isinstance(node, ElementwiseApplyFunction):
+            at_step = m.step_of(node.expr)
+            if at_step is not None and (acts.applied_function(node), at_step[0]) in sources:
+                name, slope = sources[(acts.applied_function(node), at_step[0])]
+                mapping[node] = acts.elementwise(slope, m.at(name, at_step[1]))
     return expr.xreplace(mapping)
 
 

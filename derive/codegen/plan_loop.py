@@ -89,6 +89,13 @@ class _Builder:
                 mapping[s] = self.at(str(s.name).rpartition("_")[0], new)
         return e.xreplace(mapping)
 
+    def bases_in(self, e: Any) -> set[str]:
+        return {
+            str(s.name).rpartition("_")[0]
+            for s in e.atoms(sp.MatrixSymbol)
+            if self.step(s) is not None
+        }
+
     def steps_in(self, e: Any) -> set[Any]:
         return {k for s in e.atoms(sp.MatrixSymbol) if (k := self.step(s)) is not None}
 
@@ -111,19 +118,26 @@ class _Builder:
             name = f"{stem}{k}"
         return name
 
-    def hoist(self, e: Any, reads: Any, label: str) -> Any:
-        """``e`` with every largest piece that reads no step ``reads`` (and does work: a product
-        or a function) replaced by a per-step array computed for every step at once."""
+    def hoist(self, e: Any, reads: Any, label: str, stepwise: frozenset[str] = frozenset()) -> Any:
+        """``e`` with every largest piece that reads no step ``reads`` nor a ``stepwise``
+        quantity (one computed step by step: a gated cell's δ^z_t reads its δ^s_t) and does
+        work (a product or a function) replaced by a per-step array computed for every step
+        at once."""
         if not ops.is_matrix(e) or isinstance(e, sp.MatrixSymbol):
             return e
-        if reads not in self.steps_in(e) and self.steps_in(e) == {m.t} and _work(e):
+        if (
+            reads not in self.steps_in(e)
+            and self.steps_in(e) == {m.t}
+            and _work(e)
+            and not self.bases_in(e) & stepwise
+        ):
             if e not in self.hoisted:
                 name = self._name(e)
                 self.bases[name] = e.shape[1]
                 self.hoisted[e] = name
                 self.hoist_defs.append(Statement((label,), self.at(name, m.t), e, "all"))
             return self.at(self.hoisted[e], m.t)
-        args = [self.hoist(a, reads, label) if ops.is_matrix(a) else a for a in e.args]
+        args = [self.hoist(a, reads, label, stepwise) if ops.is_matrix(a) else a for a in e.args]
         return e.func(*args) if args != list(e.args) else e
 
     def reuse(self, e: Any, k: Any) -> Any:
@@ -141,13 +155,20 @@ def _work(e: Any) -> bool:
 
 def _inline_hidden(stmt: m.Statement, keep: set[Any]) -> list[m.Equation]:
     """The forward equations with every named intermediate (z̄_t, ō_t) substituted, except
-    those in ``keep`` (what the loss reads: ō_t for cross-entropy)."""
+    those in ``keep`` (what the loss reads: ō_t for cross-entropy) and those read more than
+    once (the GRU's ū_t), which are computed once, as statements of their own."""
     equations = code_equations(stmt)
+    reads: dict[Any, int] = {}
+    for eq in equations:
+        for node in sp.preorder_traversal(eq.rhs):
+            if isinstance(node, sp.MatrixSymbol):
+                reads[node] = reads.get(node, 0) + 1
     hidden = {
         eq.target: eq.rhs
         for eq in equations
         if stmt.quantities[m.step_of(eq.target)[0]].role == "hidden"  # type: ignore[index]
         and eq.target not in keep
+        and reads.get(eq.target, 0) <= 1
     }
     out = []
     for eq in equations:
@@ -172,9 +193,16 @@ def plan(d: Derivation) -> LoopPlan:
     # Forward: what reads the previous step step by step, the rest for every step at once.
     node = loss_node(stmt)
     forward_steps, outputs = [], []
-    for eq in _inline_hidden(stmt, node.atoms(sp.MatrixSymbol)):
-        if t - 1 in b.steps_in(eq.rhs):
-            rhs = b.hoist(eq.rhs, t - 1, eq.label)
+    inlined = _inline_hidden(stmt, node.atoms(sp.MatrixSymbol))
+    # step by step: what reads step t − 1, and every state (the LSTM's h̄_t reads c̄_t)
+    looped = {
+        str(eq.target.name).rpartition("_")[0]
+        for eq in inlined
+        if t - 1 in b.steps_in(eq.rhs) or m.step_of(eq.target)[0] in states  # type: ignore[index]
+    }
+    for eq in inlined:
+        if str(eq.target.name).rpartition("_")[0] in looped:
+            rhs = b.hoist(eq.rhs, t - 1, eq.label, frozenset(looped))
             forward_steps.append(Statement((eq.label,), eq.target, rhs, "forward"))
         else:
             outputs.append(Statement((eq.label,), eq.target, eq.rhs, "all"))
@@ -229,7 +257,7 @@ def plan(d: Derivation) -> LoopPlan:
     # step's share at step t (Σ_u δ^(u)_t), so the sums over windows are sums over steps.
     sums = []
     for w in stmt.weights:
-        label_pair = labels.SUM_LABELS[w.name]
+        label_pair = labels.SUM_LABELS.get(w.name, (labels.PARAMETER_COLLECTED,))
         parts = gen.sums[w.name] if window is None else gen.lane_sums[w.name]
         for part in parts:
             target = sp.MatrixSymbol(f"dE_d{w.name}", *w.shape)
@@ -270,17 +298,23 @@ def _full(
     step_lines = {line.target: prepared(line.expression) for line in gen.step}
     last_lines = {line.target: prepared(line.expression) for line in gen.last}
     backward_all, backward_steps, backward_last = [], [], []
+    # Step by step: what reads step t + 1, and what reads that at step t (a gated cell's δ^z_t
+    # reads δ^s_t); the sweep's order is an evaluation order.
+    stepwise: set[str] = set()
+    for target, expr in step_lines.items():
+        if t + 1 in b.steps_in(expr) or b.bases_in(b.instantiate(expr, {t: t})) & stepwise:
+            stepwise.add(str(target.name).rpartition("_")[0])
     for target, expr in step_lines.items():
         label = _adjoint_label(str(target.name).rpartition("_")[0])
         at_n = b.instantiate(target, {t: N})
-        if t + 1 not in b.steps_in(expr):  # reads nothing of step t + 1: every step at once
+        base = str(target.name).rpartition("_")[0]
+        if base not in stepwise:  # reads nothing of step t + 1: every step at once
             if last_lines.get(at_n) != b.instantiate(expr, {t: N}):
                 raise GenerationError(f"{target} differs at t = N: {last_lines.get(at_n)}")
             backward_all.append(Statement((label,), target, expr, "all"))
         else:
-            backward_steps.append(
-                Statement((label,), target, b.hoist(expr, t + 1, label), "backward")
-            )
+            hoisted = b.hoist(expr, t + 1, label, frozenset(stepwise))
+            backward_steps.append(Statement((label,), target, hoisted, "backward"))
     covered = {b.instantiate(st.target, {t: N}) for st in backward_all}
     for target, expr in last_lines.items():
         if target not in covered:
@@ -347,7 +381,7 @@ def _recompute(
     out: list[Statement] = []
     defined = {eq.target: eq for eq in b.stmt.equations}
     every = {found[0] for s in kept if (found := m.step_of(s)) is not None and found[1] == m.t}
-    todo = [s for st in statements for s in st.expr.atoms(sp.MatrixSymbol)]
+    todo = [s for st in statements for s in sorted(st.expr.atoms(sp.MatrixSymbol), key=str)]
     while todo:
         sym = todo.pop()
         found = m.step_of(sym)
@@ -362,9 +396,14 @@ def _recompute(
             target, rhs, over = sym, b.reuse(m.instantiate(eq.rhs, {m.t: m.N}), m.N), "last"
         else:
             target, rhs, over = eq.target, b.reuse(eq.rhs, m.t), "all"
+        if any(st.target == target for st in out):
+            continue  # u_t for every step covers u_{t+1}
+        kept.add(target)
         out.insert(0, Statement((eq.label,), target, rhs, over))
-        todo.extend(rhs.atoms(sp.MatrixSymbol))
-    return out
+        todo.extend(sorted(rhs.atoms(sp.MatrixSymbol), key=str))
+    # what is computed for every step covers its value at the last step
+    everywhere = {b.instantiate(st.target, {m.t: m.N}) for st in out if st.over == "all"}
+    return [st for st in out if not (st.over == "last" and st.target in everywhere)]
 
 
 def _fold(

@@ -80,7 +80,7 @@ def variant_files(given: VariantInput) -> dict[str, str]:
             ("activation Φ", c.activation_name),
             ("output", c.output),
             ("loss", c.loss),
-            ("scale c", str(c.scale)),
+            ("scale κ", str(c.scale)),
             ("loss steps", "Σ_t E_t" if c.loss_steps == "all" else "E_T"),
             ("truncation", "none (full BPTT)" if not window else f"K = {c.truncate}"),
         ),

@@ -30,10 +30,7 @@ class BPTTNumbaPrinter(PythonCodePrinter):
 
     def scalar_function(self, fn: Any) -> sp.Lambda:
         """Φ, Φ' (bound to the activation, Φ in its entry-by-entry form) or a Lambda."""
-        if fn == acts.Phi:
-            fn = self.activation.entrywise_phi
-        elif fn == acts.dPhi:
-            fn = self.activation.dphi
+        fn = acts.bound(fn, self.activation, "entrywise_phi")
         if not isinstance(fn, sp.Lambda) or len(fn.variables) != 1:
             raise TypeError(f"cannot print the elementwise function {fn} for Numba")
         return fn

@@ -49,6 +49,16 @@ def _is_negated(term: sp.Basic) -> bool:
     return bool(term.as_coeff_matrices()[0].is_negative)
 
 
+def _only_called(body: sp.Expr, var: sp.Symbol) -> bool:
+    """Whether ``var`` occurs in ``body`` only as an argument of function calls."""
+    if body == var:
+        return False
+    for node in sp.preorder_traversal(body):
+        if var in node.args and not isinstance(node, sp.core.function.Application):
+            return False
+    return True
+
+
 class BPTTNumPyPrinter(NumPyPrinter):
     """NumPy printer with the activation Φ of one configuration bound to the generic Φ, Φ'."""
 
@@ -63,6 +73,10 @@ class BPTTNumPyPrinter(NumPyPrinter):
         """Generated modules import numpy as np."""
         name = super()._module_format(fqn, register)
         return "np." + name.removeprefix("numpy.") if name.startswith("numpy.") else name
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        """The row of ones of a gate's complement, 1 − ū: the number 1, broadcast."""
+        return "1"
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         """A matrix symbol is named by the code that holds it (``s_2``, ``delta[t + 1]``)."""
@@ -136,16 +150,13 @@ class BPTTNumPyPrinter(NumPyPrinter):
 
     def _elementwise_body(self, expr: ElementwiseApplyFunction) -> sp.Expr:
         """The scalar body of Φ, Φ' or a Lambda with its variable standing for the printed array."""
-        fn = acts.applied_function(expr)
-        if fn == acts.Phi:
-            fn = self.activation.numeric_phi
-        elif fn == acts.dPhi:
-            fn = self.activation.dphi
+        fn = acts.bound(acts.applied_function(expr), self.activation, "numeric_phi")
         if not isinstance(fn, sp.Lambda) or len(fn.variables) != 1:
             raise TypeError(f"cannot print the elementwise function {fn} as NumPy")
         (var,) = fn.variables
-        if isinstance(fn.expr, sp.Function) and fn.expr.args == (var,):
-            arg = self._print(expr.expr)  # np.tanh(a + b): the call's parentheses suffice
+        if _only_called(fn.expr, var):
+            # np.tanh(a + b), np.minimum(a + b, 0): the call's parentheses suffice
+            arg = self._print(expr.expr)
         else:
             arg = self.parenthesize(expr.expr, PRECEDENCE["Atom"], strict=True)
         return fn.expr.xreplace({var: sp.Symbol(arg)})
@@ -240,9 +251,7 @@ class BPTTNumPyPrinter(NumPyPrinter):
             return lines
         if isinstance(expr, ElementwiseApplyFunction) and _is_leaf(expr.expr):
             fn = acts.applied_function(expr)
-            lam = {acts.Phi: self.activation.numeric_phi, acts.dPhi: self.activation.dphi}.get(
-                fn, fn
-            )
+            lam = acts.bound(fn, self.activation, "numeric_phi")
             scalar = self._inplace_scalar(out, lam.expr, lam.variables[0], p(expr.expr))
             if scalar is not None:
                 return scalar

@@ -19,6 +19,16 @@ from derive import activations as acts
 from derive import notation
 from derive.errors import GenerationError
 
+# The named entry-wise functions as the notes write them.
+TEXT_NAMES = {
+    acts.Phi: "Φ",
+    acts.dPhi: "Φ'",
+    acts.Sigma: "σ",
+    acts.dSigma: "σ'",
+    acts.Tanh: "tanh",
+    acts.dTanh: "tanh'",
+}
+
 
 class TextPrinter(StrPrinter):
     """StrPrinter with the model's own nodes written as in the lecture."""
@@ -71,12 +81,16 @@ class TextPrinter(StrPrinter):
     def _print_ElementwiseApplyFunction(self, expr: ElementwiseApplyFunction) -> str:
         """Φ(z̄) and Φ'(z̄), not SymPy's Lambda notation."""
         fn = acts.applied_function(expr)
-        name = {acts.Phi: "Φ", acts.dPhi: "Φ'"}.get(fn, None)
+        name = TEXT_NAMES.get(fn, None)
         if name is None:
             return str(
                 self._print(fn.expr.xreplace({fn.variables[0]: sp.Symbol(self._print(expr.expr))}))
             )
         return f"{name}({self._print(expr.expr)})"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        """The row of ones of a gate's complement, 1 − ū."""
+        return "1"
 
     def _print_Trace(self, expr: sp.Trace) -> str:
         """tr(·) as in the notes."""
