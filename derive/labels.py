@@ -32,9 +32,9 @@ LSTM_INPUT, LSTM_FORGET, LSTM_CANDIDATE, LSTM_OUTPUT = "L1", "L2", "L3", "L4"
 LSTM_CELL, LSTM_HIDDEN = "L5", "L6"
 
 # Our own results.
-OUTPUT_GRADIENT = "R1"  # g_t = ∂E/∂ō_t
-DELTA = "R2"  # δ_N = (g_N W_yᵀ) ⊙ Φ'(z̄_N), δ_t = (δ_{t+1} W_sᵀ [+ g_t W_yᵀ]) ⊙ Φ'(z̄_t)
-W_Y_COLLECTED = "R3"  # ∂E/∂W_y = Σ_t s̄_tᵀ g_t
+OUTPUT_GRADIENT = "R1"  # γ_t = ∂E/∂v̄_t
+DELTA = "R2"  # δ_N = (γ_N W_yᵀ) ⊙ Φ'(z̄_N), δ_t = (δ_{t+1} W_sᵀ [+ γ_t W_yᵀ]) ⊙ Φ'(z̄_t)
+W_Y_COLLECTED = "R3"  # ∂E/∂W_y = Σ_t s̄_tᵀ γ_t
 W_S_COLLECTED = "R4"  # ∂E/∂W_s = Σ_i s̄_{i-1}ᵀ δ_i
 W_X_COLLECTED = "R5"  # ∂E/∂W_x = Σ_i x̄_iᵀ δ_i
 PARAMETER_COLLECTED = "R7"  # ∂E/∂θ of a gated cell's parameter, a sum over steps
@@ -48,16 +48,16 @@ SUM_LABELS = {
 }
 
 OURS = {
-    OUTPUT_GRADIENT: "output gradient g_t = ∂E/∂ō_t",
+    OUTPUT_GRADIENT: "output gradient γ_t = ∂E/∂v̄_t",
     DELTA: "δ recurrence",
-    W_Y_COLLECTED: "∂E/∂W_y collected, Σ_t s̄_tᵀ g_t",
+    W_Y_COLLECTED: "∂E/∂W_y collected, Σ_t s̄_tᵀ γ_t",
     W_S_COLLECTED: "∂E/∂W_s collected, Σ_i s̄_(i-1)ᵀ δ_i",
     W_X_COLLECTED: "∂E/∂W_x collected, Σ_i x̄_iᵀ δ_i",
     TRANSITION: "∂s̄_T/∂s̄_(T-k) as a product of the factors ∂s̄_t/∂s̄_(t-1)",
 }
 
 # A label cited in a comment line of generated Python.
-CODE_LABEL = re.compile(r"^\s*# (Eq\. \d+|R\d+):", re.MULTILINE)
+CODE_LABEL = re.compile(r"^\s*# (Eq\. \d+|R\d+|[GL]\d+):", re.MULTILINE)
 
 
 def tag(label: str) -> str:

@@ -86,7 +86,25 @@ NOTATION: dict[str, Notation] = {
     "U": Notation("U", "U", "U", "the row gradient a factor receives"),
     "W": Notation("W", "W", "W"),  # any one of the weights
     "Q": Notation("Q", "Q", "Q"),  # an orthogonal matrix (the notes' exercise on vanishing)
+    # The named entry-wise functions (derive.activations): Φ and the gated cells' σ and tanh,
+    # with their derivatives; keyed by the SymPy function's name.
+    "Phi": Notation(r"\Phi", "Φ", "Φ", "the activation, entry by entry"),
+    "dPhi": Notation(r"\Phi'", "Φ'", "Φ'"),
+    "sigma": Notation(r"\sigma", "σ", "σ", "the logistic function, entry by entry"),
+    "dsigma": Notation(r"\sigma'", "σ'", "σ'"),
+    "Tanh": Notation(r"\tanh", "tanh", "tanh"),
+    "dTanh": Notation(r"\tanh'", "tanh'", "tanh'"),
 }
+
+
+def function(fn: object) -> Notation | None:
+    """How a named entry-wise function (Φ, σ, tanh and their derivatives) is written; None for
+    any other function."""
+    name = getattr(fn, "__name__", None)
+    return NOTATION[name] if name in _FUNCTIONS else None
+
+
+_FUNCTIONS = ("Phi", "dPhi", "sigma", "dsigma", "Tanh", "dTanh")
 
 _RANK = {name: rank for rank, name in enumerate(NOTATION)}
 

@@ -266,7 +266,7 @@ TRUTH_TEXT = {
 
 def default_truth(config: Config) -> str:
     """'diff' for the lecture's RNN; 'graph' for a gated cell, whose explicit loss is too large
-    to differentiate whole beyond N = 2 (``tests/test_proof.py`` shows both give the same)."""
+    to differentiate whole beyond N = 2 (``tests/test_cells.py`` shows both give the same)."""
     return "diff" if config.cell == "rnn" else "graph"
 
 

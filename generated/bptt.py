@@ -296,7 +296,7 @@ def _gradients(
     np.dot(s2[:-B].T, delta2[B:], out=dE_dW_s)
     dE_dW_s += s_0.T @ delta[0]
     # Eq. 37: dE_dW_y = Σ_t -2·s̄_tᵀ · e_t (a sum over every step)
-    # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ g_t
+    # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ γ_t
     dE_dW_y = np.empty_like(W_y, order="C")
     np.dot(s2.T, e2, out=dE_dW_y)
     dE_dW_y *= -2

@@ -300,7 +300,7 @@ def _blas_gradients(
     np.dot(s2[:-B].T, delta2[B:], out=dE_dW_s)
     dE_dW_s += s_0.T @ delta[0]
     # Eq. 37: dE_dW_y = s̄_Nᵀ · γ_N (at the last step only)
-    # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ g_t
+    # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ γ_t
     dE_dW_y = np.empty_like(W_y, order="C")
     np.dot(s[T - 1].T, g_T, out=dE_dW_y)
     return E, dE_dW_x, dE_dW_s, dE_dW_y
@@ -616,7 +616,7 @@ def _gradients_kernel(x, d, W_x, W_s, W_y, s_0):
                 for _j33 in range(n_s):
                     dE_dW_s[_i32, _j33] += _a34 * delta[t, b, _j33]
     # Eq. 37: dE_dW_y = s̄_Nᵀ · γ_N (at the last step only)
-    # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ g_t
+    # R3: ∂E/∂W_y collected, Σ_t s̄_tᵀ γ_t
     dE_dW_y = np.zeros((n_s, n_y), x.dtype)
     for b in range(B):
         for _i35 in range(n_s):

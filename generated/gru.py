@@ -27,8 +27,8 @@ Shapes (time-major; a batch B stacks rows, and its losses are summed):
     params  a dict name → array, every name of PARAMS with its shape (biases are vectors)
     s0      None (zeros) or a dict with every state of STATES, each (n_s,) or (B, n_s)
 s0 follows the rank of x. float32 inputs keep float32 when every input is float32; integers
-become float64; other dtypes are refused. reduction="mean" divides the loss and the gradients
-by B.
+(and float16) become float64; complex, boolean and object arrays are refused.
+reduction="mean" divides the loss and the gradients by B.
 """
 
 from __future__ import annotations
@@ -195,6 +195,8 @@ def _compute(mode: str, a: _Args) -> Any:
     s_all = np.empty((T + 1, B, n_s), dtype=dtype)
     s_all[0] = a.s0["s"]
     s, s_prev = s_all[1:], s_all[:-1]
+    zr = np.empty((T, B, n_s), dtype=dtype)
+    zu = np.empty((T, B, n_s), dtype=dtype)
     u = np.empty((T, B, n_s), dtype=dtype)
     ds = np.empty((T, B, n_s), dtype=dtype)
     dzn = np.empty((T, B, n_s), dtype=dtype)
@@ -202,28 +204,29 @@ def _compute(mode: str, a: _Args) -> Any:
     dzu = np.empty((T, B, n_s), dtype=dtype)
     dzr = np.empty((T, B, n_s), dtype=dtype)
     # forward: what does not read the previous step, for every step at once
-    # G2
-    xW_xu = x @ W_xu
-    # G4
-    xW_xn = x @ W_xn
-    # G4
+    # G1: xW_xr_t = x̄_t · W_xr (for every step at once)
     xW_xr = x @ W_xr
+    # G2: xW_xu_t = x̄_t · W_xu (for every step at once)
+    xW_xu = x @ W_xu
+    # G4: xW_xn_t = x̄_t · W_xn (for every step at once)
+    xW_xn = x @ W_xn
     for k in range(T):
-        # G2
-        u[k] = np.exp(np.minimum(s_prev[k] @ W_su + xW_xu[k] + b_u, 0)) / (
-            1 + np.exp(-abs(s_prev[k] @ W_su + xW_xu[k] + b_u))
-        )
-        # G4
+        # G1: z̄^r_t = s̄_(t-1) · W_sr + b̄_r + xW_xr_t (step by step, t = 1 … T, reading step
+        #   t − 1)
+        zr[k] = s_prev[k] @ W_sr + xW_xr[k] + b_r
+        # G2: z̄^u_t = s̄_(t-1) · W_su + b̄_u + xW_xu_t (step by step, t = 1 … T, reading step
+        #   t − 1)
+        zu[k] = s_prev[k] @ W_su + xW_xu[k] + b_u
+        # G2: ū_t = σ(z̄^u_t) (step by step, t = 1 … T, reading step t − 1)
+        u[k] = np.exp(np.minimum(zu[k], 0)) / (1 + np.exp(-abs(zu[k])))
+        # G4: s̄_t = (1 − ū_t) ⊙ tanh((s̄_(t-1) · W_sn + b̄_sn) ⊙ σ(z̄^r_t) + b̄_n + xW_xn_t)
+        #   + s̄_(t-1) ⊙ ū_t (step by step, t = 1 … T, reading step t − 1)
         s[k] = (1 - u[k]) * np.tanh(
             xW_xn[k]
-            + (s_prev[k] @ W_sn + b_sn)
-            * (
-                np.exp(np.minimum(s_prev[k] @ W_sr + xW_xr[k] + b_r, 0))
-                / (1 + np.exp(-abs(s_prev[k] @ W_sr + xW_xr[k] + b_r)))
-            )
+            + (s_prev[k] @ W_sn + b_sn) * (np.exp(np.minimum(zr[k], 0)) / (1 + np.exp(-abs(zr[k]))))
             + b_n
         ) + s_prev[k] * u[k]
-    # Eq. 34
+    # Eq. 34: ȳ_t = s̄_t · W_y (for every step at once)
     y = s @ W_y
     if mode == "forward":
         return {
@@ -231,51 +234,48 @@ def _compute(mode: str, a: _Args) -> Any:
         }, y
 
     # the loss
-    # Eq. 34
-    y = s @ W_y
-    # Eq. 35
+    # Eq. 35: e_t = d̄_t − ȳ_t (for every step at once)
     e = d - y
-    # Eq. 35
+    # Eq. 35: E = Σ_t tr(e_t · e_tᵀ) (a sum over every step)
     E = np.sum(e * e)
     if mode == "loss":
         return E
 
     # backward: the adjoints at t = T, what does not read step t + 1 for every step at once
-    # R1
+    # R1: cW_y = -2·W_y (once per call)
     cW_y = -2 * W_y
-    # G1
-    zr = s_prev @ W_sr + xW_xr + b_r
-    # G1
+    # G1: r̄_t = σ(z̄^r_t) (for every step at once)
     r = np.exp(np.minimum(zr, 0)) / (1 + np.exp(-abs(zr)))
-    # G3
+    # G3: m̄_t = s̄_(t-1) · W_sn + b̄_sn (for every step at once)
     m = s_prev @ W_sn + b_sn
-    # G3
+    # G3: z̄^n_t = m̄_t ⊙ r̄_t + b̄_n + xW_xn_t (for every step at once)
     zn = xW_xn + m * r + b_n
-    # G3
+    # G3: n̄_t = tanh(z̄^n_t) (for every step at once)
     n = np.tanh(zn)
-    # R2
+    # R2: gW_yT_t = e_t · cW_yᵀ (for every step at once)
     gW_yT = e @ cW_y.T
-    # R2
-    h = 1 - u
-    # R2
+    # R2: tmp_t = 1 − ū_t (for every step at once)
+    tmp = 1 - u
+    # R2: dphi_t = 1 - n̄_t**2 (for every step at once)
     dphi = 1 - n**2
-    # R2
+    # R2: f_t = ū_t*(1 - ū_t) (for every step at once)
     f = u * (1 - u)
-    # R2
+    # R2: f2_t = r̄_t*(1 - r̄_t) (for every step at once)
     f2 = r * (1 - r)
-    # R2
+    # R2: δ^s_N = gW_yT_N (at the last step only)
     ds[-1] = gW_yT[-1]
-    # R2
-    dzn[-1] = (ds[-1] * h[-1]) * dphi[-1]
-    # R2
+    # R2: δ^n_N = (δ^s_N ⊙ tmp_N) ⊙ dphi_N (at the last step only)
+    dzn[-1] = (ds[-1] * tmp[-1]) * dphi[-1]
+    # R2: δ^m_N = δ^n_N ⊙ r̄_N (at the last step only)
     dm[-1] = dzn[-1] * r[-1]
-    # R2
+    # R2: δ^u_N = (δ^s_N ⊙ s̄_(N-1) − δ^s_N ⊙ n̄_N) ⊙ f_N (at the last step only)
     dzu[-1] = (ds[-1] * s_prev[-1] - ds[-1] * n[-1]) * f[-1]
-    # R2
+    # R2: δ^r_N = (δ^n_N ⊙ m̄_N) ⊙ f2_N (at the last step only)
     dzr[-1] = (dzn[-1] * m[-1]) * f2[-1]
     # the backward recurrences, t = T − 1 … 1
     for k in range(T - 2, -1, -1):
-        # R2
+        # R2: δ^s_t = δ^s_(t+1) ⊙ ū_(t+1) + δ^m_(t+1) · W_snᵀ + δ^r_(t+1) · W_srᵀ + δ^u_(t+1)
+        #   · W_suᵀ + gW_yT_t (step by step, t = T − 1 … 1, reading step t + 1)
         ds[k] = (
             gW_yT[k]
             + dzr[k + 1] @ W_sr.T
@@ -283,52 +283,46 @@ def _compute(mode: str, a: _Args) -> Any:
             + dm[k + 1] @ W_sn.T
             + ds[k + 1] * u[k + 1]
         )
-        # R2
-        dzn[k] = (ds[k] * h[k]) * dphi[k]
-        # R2
+        # R2: δ^n_t = (δ^s_t ⊙ tmp_t) ⊙ dphi_t (step by step, t = T − 1 … 1, reading step t +
+        #   1)
+        dzn[k] = (ds[k] * tmp[k]) * dphi[k]
+        # R2: δ^m_t = δ^n_t ⊙ r̄_t (step by step, t = T − 1 … 1, reading step t + 1)
         dm[k] = dzn[k] * r[k]
-        # R2
+        # R2: δ^u_t = (δ^s_t ⊙ s̄_(t-1) − δ^s_t ⊙ n̄_t) ⊙ f_t (step by step, t = T − 1 … 1,
+        #   reading step t + 1)
         dzu[k] = (ds[k] * s_prev[k] - ds[k] * n[k]) * f[k]
-        # R2
+        # R2: δ^r_t = (δ^n_t ⊙ m̄_t) ⊙ f2_t (step by step, t = T − 1 … 1, reading step t + 1)
         dzr[k] = (dzn[k] * m[k]) * f2[k]
     # each parameter's gradient, a sum over steps (over the stacked T·B rows)
-    # R7
-    dm2 = dm.reshape(T * B, dm.shape[-1])
-    # R7
-    dzn2 = dzn.reshape(T * B, dzn.shape[-1])
-    # R7
-    dzr2 = dzr.reshape(T * B, dzr.shape[-1])
-    # R7
-    dzu2 = dzu.reshape(T * B, dzu.shape[-1])
-    # R7
-    e2 = e.reshape(T * B, e.shape[-1])
-    # R7
-    s2 = s.reshape(T * B, s.shape[-1])
-    # R7
-    s_prev2 = s_prev.reshape(T * B, s_prev.shape[-1])
-    # R7
-    x2 = x.reshape(T * B, x.shape[-1])
-    # R7
+    dm2 = dm.reshape(T * B, dm.shape[-1])  # steps × batch stacked
+    dzn2 = dzn.reshape(T * B, dzn.shape[-1])  # steps × batch stacked
+    dzr2 = dzr.reshape(T * B, dzr.shape[-1])  # steps × batch stacked
+    dzu2 = dzu.reshape(T * B, dzu.shape[-1])  # steps × batch stacked
+    e2 = e.reshape(T * B, e.shape[-1])  # steps × batch stacked
+    s2 = s.reshape(T * B, s.shape[-1])  # steps × batch stacked
+    s_prev2 = s_prev.reshape(T * B, s_prev.shape[-1])  # steps × batch stacked
+    x2 = x.reshape(T * B, x.shape[-1])  # steps × batch stacked
+    # R7: dE_dW_xr = Σ_t x̄_tᵀ · δ^r_t (a sum over every step)
     dE_dW_xr = x2.T @ dzr2
-    # R7
+    # R7: dE_dW_xu = Σ_t x̄_tᵀ · δ^u_t (a sum over every step)
     dE_dW_xu = x2.T @ dzu2
-    # R7
+    # R7: dE_dW_xn = Σ_t x̄_tᵀ · δ^n_t (a sum over every step)
     dE_dW_xn = x2.T @ dzn2
-    # R7
+    # R7: dE_dW_sr = Σ_t s̄_(t-1)ᵀ · δ^r_t (a sum over every step)
     dE_dW_sr = s_prev2.T @ dzr2
-    # R7
+    # R7: dE_dW_su = Σ_t s̄_(t-1)ᵀ · δ^u_t (a sum over every step)
     dE_dW_su = s_prev2.T @ dzu2
-    # R7
+    # R7: dE_dW_sn = Σ_t s̄_(t-1)ᵀ · δ^m_t (a sum over every step)
     dE_dW_sn = s_prev2.T @ dm2
-    # R7
+    # R7: dE_db_r = Σ_t δ^r_t (a sum over every step)
     dE_db_r = np.sum(dzr2, axis=0)
-    # R7
+    # R7: dE_db_u = Σ_t δ^u_t (a sum over every step)
     dE_db_u = np.sum(dzu2, axis=0)
-    # R7
+    # R7: dE_db_n = Σ_t δ^n_t (a sum over every step)
     dE_db_n = np.sum(dzn2, axis=0)
-    # R7
+    # R7: dE_db_sn = Σ_t δ^m_t (a sum over every step)
     dE_db_sn = np.sum(dm2, axis=0)
-    # Eq. 37
+    # R7: dE_dW_y = Σ_t -2·s̄_tᵀ · e_t (a sum over every step)
     dE_dW_y = s2.T @ e2 * -2
     return E, {
         "W_xr": dE_dW_xr,
@@ -423,6 +417,8 @@ def _prepare(x: Any, d: Any, params: Any, s0: Any) -> _Args:
     B = xa.shape[1] if batched else 1
     if T == 0:
         raise ValueError(f"x: expected at least one time step (T ≥ 1), got shape {xa.shape}")
+    if B == 0:
+        raise ValueError(f"x: expected at least one sequence in the batch (B ≥ 1), got {xa.shape}")
     if not isinstance(params, Mapping):
         raise TypeError(
             f"params: expected a dict name → array with the keys {list(PARAMS)}, "
@@ -435,14 +431,15 @@ def _prepare(x: Any, d: Any, params: Any, s0: Any) -> _Args:
     if missing:
         raise ValueError(f"params: missing key {missing[0]!r}; expected the keys {list(PARAMS)}")
     arrays = {"x": xa}
-    wy = _array("W_y", params["W_y"])
+    given = {name: _array(f"params[{name!r}]", params[name]) for name in PARAMS}
+    wy = given["W_y"]
     if wy.ndim != 2:
         raise ValueError(f"params['W_y']: expected shape (n_s, n_y), got {wy.shape}")
     n_s, n_y = wy.shape
     sizes = {"n_x": n_x, "n_s": n_s, "n_y": n_y}
     shapes: dict[str, tuple[int, ...]] = {}
     for name, shape in PARAMS.items():
-        arr = _array(f"params[{name!r}]", params[name])
+        arr = given[name]
         want = tuple(sizes[v] for v in shape)
         if arr.shape != want:
             raise ValueError(
@@ -506,7 +503,7 @@ def _prepare(x: Any, d: Any, params: Any, s0: Any) -> _Args:
             else np.zeros((T, B, n_y), dtype=dtype)
         ),
         params={
-            name: np.asarray(params[name], dtype=dtype).reshape(
+            name: np.asarray(given[name], dtype=dtype).reshape(
                 (1, *shapes[name]) if len(shapes[name]) == 1 else shapes[name]
             )
             for name in PARAMS

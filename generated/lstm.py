@@ -29,8 +29,8 @@ Shapes (time-major; a batch B stacks rows, and its losses are summed):
     params  a dict name → array, every name of PARAMS with its shape (biases are vectors)
     s0      None (zeros) or a dict with every state of STATES, each (n_s,) or (B, n_s)
 s0 follows the rank of x. float32 inputs keep float32 when every input is float32; integers
-become float64; other dtypes are refused. reduction="mean" divides the loss and the gradients
-by B.
+(and float16) become float64; complex, boolean and object arrays are refused.
+reduction="mean" divides the loss and the gradients by B.
 """
 
 from __future__ import annotations
@@ -213,6 +213,9 @@ def _compute(mode: str, a: _Args) -> Any:
     c_all = np.empty((T + 1, B, n_s), dtype=dtype)
     c_all[0] = a.s0["c"]
     c, c_prev = c_all[1:], c_all[:-1]
+    zi = np.empty((T, B, n_s), dtype=dtype)
+    zf = np.empty((T, B, n_s), dtype=dtype)
+    zo = np.empty((T, B, n_s), dtype=dtype)
     dh = np.empty((T, B, n_s), dtype=dtype)
     dc = np.empty((T, B, n_s), dtype=dtype)
     dzo = np.empty((T, B, n_s), dtype=dtype)
@@ -220,29 +223,32 @@ def _compute(mode: str, a: _Args) -> Any:
     dzf = np.empty((T, B, n_s), dtype=dtype)
     dzi = np.empty((T, B, n_s), dtype=dtype)
     # forward: what does not read the previous step, for every step at once
-    # L5
-    xW_xf = x @ W_xf
-    # L5
-    xW_xg = x @ W_xg
-    # L5
+    # L1: xW_xi_t = x̄_t · W_xi (for every step at once)
     xW_xi = x @ W_xi
-    # L6
+    # L2: xW_xf_t = x̄_t · W_xf (for every step at once)
+    xW_xf = x @ W_xf
+    # L4: xW_xo_t = x̄_t · W_xo (for every step at once)
     xW_xo = x @ W_xo
+    # L5: xW_xg_t = x̄_t · W_xg (for every step at once)
+    xW_xg = x @ W_xg
     for k in range(T):
-        # L5
-        c[k] = c_prev[k] * (
-            np.exp(np.minimum(h_prev[k] @ W_hf + xW_xf[k] + b_f, 0))
-            / (1 + np.exp(-abs(h_prev[k] @ W_hf + xW_xf[k] + b_f)))
-        ) + np.tanh(h_prev[k] @ W_hg + xW_xg[k] + b_g) * (
-            np.exp(np.minimum(h_prev[k] @ W_hi + xW_xi[k] + b_i, 0))
-            / (1 + np.exp(-abs(h_prev[k] @ W_hi + xW_xi[k] + b_i)))
-        )
-        # L6
-        h[k] = (
-            np.exp(np.minimum(h_prev[k] @ W_ho + xW_xo[k] + b_o, 0))
-            / (1 + np.exp(-abs(h_prev[k] @ W_ho + xW_xo[k] + b_o)))
-        ) * np.tanh(c[k])
-    # Eq. 34
+        # L1: z̄^i_t = h̄_(t-1) · W_hi + b̄_i + xW_xi_t (step by step, t = 1 … T, reading step
+        #   t − 1)
+        zi[k] = h_prev[k] @ W_hi + xW_xi[k] + b_i
+        # L2: z̄^f_t = h̄_(t-1) · W_hf + b̄_f + xW_xf_t (step by step, t = 1 … T, reading step
+        #   t − 1)
+        zf[k] = h_prev[k] @ W_hf + xW_xf[k] + b_f
+        # L4: z̄^o_t = h̄_(t-1) · W_ho + b̄_o + xW_xo_t (step by step, t = 1 … T, reading step
+        #   t − 1)
+        zo[k] = h_prev[k] @ W_ho + xW_xo[k] + b_o
+        # L5: c̄_t = tanh(h̄_(t-1) · W_hg + b̄_g + xW_xg_t) ⊙ σ(z̄^i_t) + c̄_(t-1) ⊙ σ(z̄^f_t)
+        #   (step by step, t = 1 … T, reading step t − 1)
+        c[k] = c_prev[k] * (np.exp(np.minimum(zf[k], 0)) / (1 + np.exp(-abs(zf[k])))) + np.tanh(
+            h_prev[k] @ W_hg + xW_xg[k] + b_g
+        ) * (np.exp(np.minimum(zi[k], 0)) / (1 + np.exp(-abs(zi[k]))))
+        # L6: h̄_t = σ(z̄^o_t) ⊙ tanh(c̄_t) (step by step, t = 1 … T, reading step t − 1)
+        h[k] = (np.exp(np.minimum(zo[k], 0)) / (1 + np.exp(-abs(zo[k])))) * np.tanh(c[k])
+    # Eq. 34: ȳ_t = h̄_t · W_y (for every step at once)
     y = h @ W_y
     if mode == "forward":
         return {
@@ -251,63 +257,56 @@ def _compute(mode: str, a: _Args) -> Any:
         }, y
 
     # the loss
-    # Eq. 34
-    y = h @ W_y
-    # Eq. 35
+    # Eq. 35: e_t = d̄_t − ȳ_t (for every step at once)
     e = d - y
-    # Eq. 35
+    # Eq. 35: E = Σ_t tr(e_t · e_tᵀ) (a sum over every step)
     E = np.sum(e * e)
     if mode == "loss":
         return E
 
     # backward: the adjoints at t = T, what does not read step t + 1 for every step at once
-    # R1
+    # R1: cW_y = -2·W_y (once per call)
     cW_y = -2 * W_y
-    # L2
-    zf = h_prev @ W_hf + xW_xf + b_f
-    # L2
+    # L2: f̄_t = σ(z̄^f_t) (for every step at once)
     fg = np.exp(np.minimum(zf, 0)) / (1 + np.exp(-abs(zf)))
-    # L4
-    zo = h_prev @ W_ho + xW_xo + b_o
-    # L4
+    # L4: ō_t = σ(z̄^o_t) (for every step at once)
     og = np.exp(np.minimum(zo, 0)) / (1 + np.exp(-abs(zo)))
-    # L1
-    zi = h_prev @ W_hi + xW_xi + b_i
-    # L1
+    # L1: ī_t = σ(z̄^i_t) (for every step at once)
     ig = np.exp(np.minimum(zi, 0)) / (1 + np.exp(-abs(zi)))
-    # L3
+    # L3: z̄^g_t = h̄_(t-1) · W_hg + b̄_g + xW_xg_t (for every step at once)
     zg = h_prev @ W_hg + xW_xg + b_g
-    # L3
+    # L3: ḡ_t = tanh(z̄^g_t) (for every step at once)
     gg = np.tanh(zg)
-    # R2
+    # R2: gW_yT_t = e_t · cW_yᵀ (for every step at once)
     gW_yT = e @ cW_y.T
-    # R2
+    # R2: f_t = tanh'(c̄_t) (for every step at once)
     f = 1 - np.tanh(c) ** 2
-    # R2
+    # R2: f2_t = tanh(c̄_t) (for every step at once)
     f2 = np.tanh(c)
-    # R2
+    # R2: f3_t = ō_t*(1 - ō_t) (for every step at once)
     f3 = og * (1 - og)
-    # R2
+    # R2: dphi_t = 1 - ḡ_t**2 (for every step at once)
     dphi = 1 - gg**2
-    # R2
+    # R2: f4_t = f̄_t*(1 - f̄_t) (for every step at once)
     f4 = fg * (1 - fg)
-    # R2
+    # R2: f5_t = ī_t*(1 - ī_t) (for every step at once)
     f5 = ig * (1 - ig)
-    # R2
+    # R2: δ^h_N = gW_yT_N (at the last step only)
     dh[-1] = gW_yT[-1]
-    # R2
+    # R2: δ^c_N = (δ^h_N ⊙ ō_N) ⊙ f_N (at the last step only)
     dc[-1] = (dh[-1] * og[-1]) * f[-1]
-    # R2
+    # R2: δ^o_N = (δ^h_N ⊙ f2_N) ⊙ f3_N (at the last step only)
     dzo[-1] = (dh[-1] * f2[-1]) * f3[-1]
-    # R2
+    # R2: δ^g_N = (δ^c_N ⊙ ī_N) ⊙ dphi_N (at the last step only)
     dzg[-1] = (dc[-1] * ig[-1]) * dphi[-1]
-    # R2
+    # R2: δ^f_N = (δ^c_N ⊙ c̄_(N-1)) ⊙ f4_N (at the last step only)
     dzf[-1] = (dc[-1] * c_prev[-1]) * f4[-1]
-    # R2
+    # R2: δ^i_N = (δ^c_N ⊙ ḡ_N) ⊙ f5_N (at the last step only)
     dzi[-1] = (dc[-1] * gg[-1]) * f5[-1]
     # the backward recurrences, t = T − 1 … 1
     for k in range(T - 2, -1, -1):
-        # R2
+        # R2: δ^h_t = δ^i_(t+1) · W_hiᵀ + δ^f_(t+1) · W_hfᵀ + δ^g_(t+1) · W_hgᵀ + δ^o_(t+1) ·
+        #   W_hoᵀ + gW_yT_t (step by step, t = T − 1 … 1, reading step t + 1)
         dh[k] = (
             gW_yT[k]
             + dzi[k + 1] @ W_hi.T
@@ -315,58 +314,52 @@ def _compute(mode: str, a: _Args) -> Any:
             + dzg[k + 1] @ W_hg.T
             + dzo[k + 1] @ W_ho.T
         )
-        # R2
+        # R2: δ^c_t = (δ^h_t ⊙ ō_t) ⊙ f_t + δ^c_(t+1) ⊙ f̄_(t+1) (step by step, t = T − 1 … 1,
+        #   reading step t + 1)
         dc[k] = (dh[k] * og[k]) * f[k] + dc[k + 1] * fg[k + 1]
-        # R2
+        # R2: δ^o_t = (δ^h_t ⊙ f2_t) ⊙ f3_t (step by step, t = T − 1 … 1, reading step t + 1)
         dzo[k] = (dh[k] * f2[k]) * f3[k]
-        # R2
+        # R2: δ^g_t = (δ^c_t ⊙ ī_t) ⊙ dphi_t (step by step, t = T − 1 … 1, reading step t + 1)
         dzg[k] = (dc[k] * ig[k]) * dphi[k]
-        # R2
+        # R2: δ^f_t = (δ^c_t ⊙ c̄_(t-1)) ⊙ f4_t (step by step, t = T − 1 … 1, reading step t +
+        #   1)
         dzf[k] = (dc[k] * c_prev[k]) * f4[k]
-        # R2
+        # R2: δ^i_t = (δ^c_t ⊙ ḡ_t) ⊙ f5_t (step by step, t = T − 1 … 1, reading step t + 1)
         dzi[k] = (dc[k] * gg[k]) * f5[k]
     # each parameter's gradient, a sum over steps (over the stacked T·B rows)
-    # R7
-    dzf2 = dzf.reshape(T * B, dzf.shape[-1])
-    # R7
-    dzg2 = dzg.reshape(T * B, dzg.shape[-1])
-    # R7
-    dzi2 = dzi.reshape(T * B, dzi.shape[-1])
-    # R7
-    dzo2 = dzo.reshape(T * B, dzo.shape[-1])
-    # R7
-    e2 = e.reshape(T * B, e.shape[-1])
-    # R7
-    h2 = h.reshape(T * B, h.shape[-1])
-    # R7
-    h_prev2 = h_prev.reshape(T * B, h_prev.shape[-1])
-    # R7
-    x2 = x.reshape(T * B, x.shape[-1])
-    # R7
+    dzf2 = dzf.reshape(T * B, dzf.shape[-1])  # steps × batch stacked
+    dzg2 = dzg.reshape(T * B, dzg.shape[-1])  # steps × batch stacked
+    dzi2 = dzi.reshape(T * B, dzi.shape[-1])  # steps × batch stacked
+    dzo2 = dzo.reshape(T * B, dzo.shape[-1])  # steps × batch stacked
+    e2 = e.reshape(T * B, e.shape[-1])  # steps × batch stacked
+    h2 = h.reshape(T * B, h.shape[-1])  # steps × batch stacked
+    h_prev2 = h_prev.reshape(T * B, h_prev.shape[-1])  # steps × batch stacked
+    x2 = x.reshape(T * B, x.shape[-1])  # steps × batch stacked
+    # R7: dE_dW_xi = Σ_t x̄_tᵀ · δ^i_t (a sum over every step)
     dE_dW_xi = x2.T @ dzi2
-    # R7
+    # R7: dE_dW_xf = Σ_t x̄_tᵀ · δ^f_t (a sum over every step)
     dE_dW_xf = x2.T @ dzf2
-    # R7
+    # R7: dE_dW_xg = Σ_t x̄_tᵀ · δ^g_t (a sum over every step)
     dE_dW_xg = x2.T @ dzg2
-    # R7
+    # R7: dE_dW_xo = Σ_t x̄_tᵀ · δ^o_t (a sum over every step)
     dE_dW_xo = x2.T @ dzo2
-    # R7
+    # R7: dE_dW_hi = Σ_t h̄_(t-1)ᵀ · δ^i_t (a sum over every step)
     dE_dW_hi = h_prev2.T @ dzi2
-    # R7
+    # R7: dE_dW_hf = Σ_t h̄_(t-1)ᵀ · δ^f_t (a sum over every step)
     dE_dW_hf = h_prev2.T @ dzf2
-    # R7
+    # R7: dE_dW_hg = Σ_t h̄_(t-1)ᵀ · δ^g_t (a sum over every step)
     dE_dW_hg = h_prev2.T @ dzg2
-    # R7
+    # R7: dE_dW_ho = Σ_t h̄_(t-1)ᵀ · δ^o_t (a sum over every step)
     dE_dW_ho = h_prev2.T @ dzo2
-    # R7
+    # R7: dE_db_i = Σ_t δ^i_t (a sum over every step)
     dE_db_i = np.sum(dzi2, axis=0)
-    # R7
+    # R7: dE_db_f = Σ_t δ^f_t (a sum over every step)
     dE_db_f = np.sum(dzf2, axis=0)
-    # R7
+    # R7: dE_db_g = Σ_t δ^g_t (a sum over every step)
     dE_db_g = np.sum(dzg2, axis=0)
-    # R7
+    # R7: dE_db_o = Σ_t δ^o_t (a sum over every step)
     dE_db_o = np.sum(dzo2, axis=0)
-    # Eq. 37
+    # R7: dE_dW_y = Σ_t -2·h̄_tᵀ · e_t (a sum over every step)
     dE_dW_y = h2.T @ e2 * -2
     return E, {
         "W_xi": dE_dW_xi,
@@ -463,6 +456,8 @@ def _prepare(x: Any, d: Any, params: Any, s0: Any) -> _Args:
     B = xa.shape[1] if batched else 1
     if T == 0:
         raise ValueError(f"x: expected at least one time step (T ≥ 1), got shape {xa.shape}")
+    if B == 0:
+        raise ValueError(f"x: expected at least one sequence in the batch (B ≥ 1), got {xa.shape}")
     if not isinstance(params, Mapping):
         raise TypeError(
             f"params: expected a dict name → array with the keys {list(PARAMS)}, "
@@ -475,14 +470,15 @@ def _prepare(x: Any, d: Any, params: Any, s0: Any) -> _Args:
     if missing:
         raise ValueError(f"params: missing key {missing[0]!r}; expected the keys {list(PARAMS)}")
     arrays = {"x": xa}
-    wy = _array("W_y", params["W_y"])
+    given = {name: _array(f"params[{name!r}]", params[name]) for name in PARAMS}
+    wy = given["W_y"]
     if wy.ndim != 2:
         raise ValueError(f"params['W_y']: expected shape (n_s, n_y), got {wy.shape}")
     n_s, n_y = wy.shape
     sizes = {"n_x": n_x, "n_s": n_s, "n_y": n_y}
     shapes: dict[str, tuple[int, ...]] = {}
     for name, shape in PARAMS.items():
-        arr = _array(f"params[{name!r}]", params[name])
+        arr = given[name]
         want = tuple(sizes[v] for v in shape)
         if arr.shape != want:
             raise ValueError(
@@ -546,7 +542,7 @@ def _prepare(x: Any, d: Any, params: Any, s0: Any) -> _Args:
             else np.zeros((T, B, n_y), dtype=dtype)
         ),
         params={
-            name: np.asarray(params[name], dtype=dtype).reshape(
+            name: np.asarray(given[name], dtype=dtype).reshape(
                 (1, *shapes[name]) if len(shapes[name]) == 1 else shapes[name]
             )
             for name in PARAMS

@@ -132,7 +132,6 @@ def test_every_label_is_defined_once(built: dict[str, Built], cell: str) -> None
     b = built[cell]
     expected = {eq.label for eq in b.d.statement.equations}
     expected |= {labels.OUTPUT_GRADIENT, labels.DELTA, labels.PARAMETER_COLLECTED}
-    expected |= {labels.W_Y_GENERAL}  # Σ_t s̄_tᵀ γ_t, cited so by the modules as by bptt.py
     for page in (b.tex, b.md):
         assert code_map.tags_in(page) == expected
         for label in expected:
@@ -256,18 +255,21 @@ def test_the_rnn_is_not_a_cell(rnn: Derivation, built: dict[str, Built]) -> None
 
 
 def test_two_builds_are_byte_identical(built: dict[str, Built]) -> None:
-    """Again from a fresh derivation, without the RNN handed in (derived inside), and with the
-    proof's time different: the same bytes."""
+    """Again from fresh derivations (the cell's and the RNN's), and with the proof's time
+    different: the same bytes. Without the RNN handed in, the page is refused (the notes
+    derive nothing)."""
     for cell, b in built.items():
         again = dataclasses.replace(
             b.given,
             derivation=derive(Config(cell=cell, steps=3, loss_steps="all")),
             proof=dataclasses.replace(b.given.proof, seconds=b.given.proof.seconds / 3),
-            rnn=None,
+            rnn=derive(Config(loss_steps="all")),
         )
         files = cell_files(again)
         assert files[f"notes/{cell}.tex"] == b.tex
         assert files[f"notes/{cell}.md"] == b.md
+        with pytest.raises(GenerationError, match="expected the lecture's RNN"):
+            cell_files(dataclasses.replace(again, rnn=None))
 
 
 def test_the_templates_type_no_notation() -> None:

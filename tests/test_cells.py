@@ -54,23 +54,55 @@ def test_three_steps_are_proven(cell: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "config",
-    [Config(), Config(cell="gru", steps=1), Config(cell="lstm", steps=1, output="softmax")],
-    ids=["rnn", "gru", "lstm"],
+    ("config", "sizes"),
+    [
+        (Config(), (2, 3, 2)),
+        (Config(cell="gru", steps=1), (2, 3, 2)),
+        (Config(cell="lstm", steps=1, output="softmax"), (2, 3, 2)),
+        # two steps, every step's loss: the adjoints carried across steps, several seeds
+        (
+            Config(cell="gru", steps=2, output="softmax", loss="cross-entropy", loss_steps="all"),
+            (1, 2, 2),
+        ),
+        (Config(cell="lstm", steps=2, loss_steps="all"), (1, 2, 1)),
+    ],
+    ids=["rnn", "gru", "lstm", "gru-N2-ce", "lstm-N2"],
 )
-def test_the_graph_truth_equals_sympy_diff_of_the_whole_loss(config: Config) -> None:
-    d = derive(config)
-    g = m.scalar_graph(d.statement, (2, 3, 2))
-    ex = m.explicit(d.statement, (2, 3, 2))
+def test_the_graph_truth_equals_sympy_diff_of_the_whole_loss(
+    config: Config, sizes: tuple[int, int, int]
+) -> None:
     from derive.verify import graph_truth
 
-    point = {v: sp.Rational((7 * k) % 11 - 5, 7) for k, v in enumerate(ex.input_symbols)}
-    truth, _ = graph_truth(g, exact=False)(point)
-    floats = {v: sp.Float(r, 60) for v, r in point.items()}
-    for w in d.statement.weights:
-        for entry, got in zip(ex.values[w], truth[w.name], strict=True):
-            want = sp.diff(ex.loss, entry).xreplace(floats).evalf(60)
-            assert abs(want - got) <= 1e-40 * max(1, abs(want))
+    d = derive(config)
+    g = m.scalar_graph(d.statement, sizes)
+    ex = m.explicit(d.statement, sizes)
+    for seed in (3, 7):
+        point = {v: sp.Rational((seed * k) % 11 - 5, 7) for k, v in enumerate(ex.input_symbols)}
+        truth, _ = graph_truth(g, exact=False)(point)
+        floats = {v: sp.Float(r, 60) for v, r in point.items()}
+        for w in d.statement.weights:
+            for entry, got in zip(ex.values[w], truth[w.name], strict=True):
+                want = sp.diff(ex.loss, entry).xreplace(floats).evalf(60)
+                assert abs(want - got) <= 1e-40 * max(1, abs(want))
+
+
+def test_the_graph_truth_sees_a_wrong_local_derivative(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph's truth fails where sympy.diff of one definition is wrong (so the comparison
+    above can fail): tanh' taken as 1 in every node."""
+    from derive.verify import graph_truth
+
+    d = derive(Config(cell="gru", steps=1))
+    g = m.scalar_graph(d.statement, (2, 2, 2))
+    real = sp.diff
+
+    def wrong(expr, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return real(expr.replace(sp.tanh, lambda a: a), *args, **kwargs)
+
+    point = {v: sp.Rational(k % 5 - 2, 3) for k, v in enumerate(g.input_symbols)}
+    good, _ = graph_truth(g, exact=False)(point)
+    monkeypatch.setattr(sp, "diff", wrong)
+    bad, _ = graph_truth(g, exact=False)(point)
+    assert any(abs(a - b) > 1e-6 for w in good for a, b in zip(good[w], bad[w], strict=True))
 
 
 @pytest.mark.slow
@@ -216,14 +248,53 @@ def test_bad_input_is_refused_by_name(cell_module) -> None:  # type: ignore[no-u
 def test_inputs_are_not_modified_and_lists_work(cell_module) -> None:  # type: ignore[no-untyped-def]
     mod = cell_module
     x, d, params = _problem(mod, batch=None)
-    frozen = {k: v.copy() for k, v in params.items()}
-    for v in params.values():
+    s0 = {k: np.full(5, 0.25) for k in mod.STATES}
+    before = [x.copy(), d.copy(), {k: v.copy() for k, v in params.items()}]
+    g = mod.gradients(x, d, params, s0)  # writable inputs: none may be written
+    mod.forward(x, params, s0)
+    assert np.array_equal(before[0], x) and np.array_equal(before[1], d)
+    assert all(np.array_equal(before[2][k], params[k]) for k in params)
+    assert all(np.array_equal(v, np.full(5, 0.25)) for v in s0.values())
+    for v in (x, d, *params.values(), *s0.values()):
         v.setflags(write=False)
-    g = mod.gradients(x.tolist(), d.tolist(), {k: v.tolist() for k, v in params.items()})
-    g2 = mod.gradients(x, d, params)
-    assert all(np.array_equal(frozen[k], params[k]) for k in params)
+    g2 = mod.gradients(x.tolist(), d.tolist(), {k: v.tolist() for k, v in params.items()}, s0)
+    g3 = mod.gradients(x, d, params, s0)  # read-only inputs are taken
     assert all(np.allclose(g.params[k], g2.params[k], rtol=1e-14) for k in params)
+    assert all(np.array_equal(g.params[k], g3.params[k]) for k in params)
     assert all(g.params[k].shape == params[k].shape for k in params)
+
+
+@pytest.mark.parametrize(
+    ("cell", "choice", "loss_steps"),
+    list(itertools.product(CELLS, CHOICES, ("last", "all"))),
+)
+def test_every_output_and_loss_generates_a_module_that_passes_central_differences(
+    cell: str, choice: dict[str, str], loss_steps: str
+) -> None:
+    from derive import check, codegen
+
+    config = Config(cell=cell, loss_steps=loss_steps, **choice)
+    name = codegen.module_name(config, loop=True)
+    source = codegen.module_source(derive(config), loop=True, name=name)
+    results = check.gradient_checks({f"{name}.py": source})  # raises past the limit
+    assert len(results) == 4 and all(
+        len(r.errors) == len(m.statement(config).weights) for r in results
+    )
+    assert max(max(r.errors) for r in results) < 1e-6
+
+
+def test_the_code_cites_what_the_notes_define(cell_module) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from derive import labels
+
+    cell = cell_module.CONFIG["cell"]
+    source = Path(cell_module.__file__).read_text()
+    cited = {label for _, label in labels.cited_in_code(source)}
+    tex = (Path(cell_module.__file__).parent / "notes" / f"{cell}.tex").read_text()
+    tags = {label for label in cited if f"\\tag{{{labels.tag(label)}}}" in tex}
+    assert cited >= ({"G1", "G2", "G3", "G4"} if cell == "gru" else {"L1", "L5", "L6"})
+    assert cited == tags, cited - tags
 
 
 # ---------------------------------------------------------------------------------------------

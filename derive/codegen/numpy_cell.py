@@ -13,14 +13,14 @@ quantities, parameters and lines are the plan's.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
 
-from derive import labels
 from derive import model as m
-from derive.codegen.describe import ModelText
+from derive.codegen.describe import ModelText, step_comment
 from derive.codegen.numpy_module import wrap
 from derive.codegen.plan import Statement
 from derive.codegen.plan_loop import LoopPlan
@@ -34,24 +34,22 @@ TEMPLATE = "cell_module.py.jinja"
 
 @dataclass(frozen=True)
 class Line:
-    """One printed line and the label it cites (a comment above it when it changes)."""
+    """One printed line, under comment lines citing its label and stating it in the notes'
+    notation."""
 
-    label: str
+    comments: tuple[str, ...]
     text: str
 
 
 @dataclass(frozen=True)
 class CellContext:
     template: str
-    name: str
     title: str
-    cell: str
     description: tuple[str, ...]
     equations: tuple[str, ...]
     config_items: tuple[tuple[str, str], ...]
     params: tuple[tuple[str, tuple[str, ...]], ...]
     states: tuple[str, ...]
-    output_state: str
     sizes: tuple[tuple[str, int], ...]
     allocate: tuple[str, ...]
     forward_all: tuple[Line, ...]
@@ -102,7 +100,7 @@ class _Printer:
         # a loss summed over steps is Σ over every entry of the (T, B, n) arrays
         where = where or ("all" if st.over == "sum" else st.over)
         target = self.name(st.target, where) or str(st.target.name)
-        return Line(st.labels[0], f"{target} = {self.text(st.expr, where)}")
+        return Line(step_comment(st), f"{target} = {self.text(st.expr, where)}")
 
 
 def _traces(expr: Any) -> Any:
@@ -139,7 +137,7 @@ def _sum_lines(p: _Printer, sums: tuple[Statement, ...]) -> tuple[list[Line], se
             }
         op = "+=" if target in seen else "="
         seen.add(target)
-        lines.append(Line(st.labels[0], f"{target} {op} {text}"))
+        lines.append(Line(step_comment(st), f"{target} {op} {text}"))
     return lines, stacked
 
 
@@ -150,41 +148,50 @@ def context(
     p = _Printer(plan, printer)
     size = {sym: str(sym) for sym in (m.n_x, m.n_s, m.n_y)}
     looped = [st for st in (*plan.forward, *plan.backward) if st.over in ("forward", "backward")]
-    lasts = [st for st in plan.backward if st.over == "last"]
+    # what forward() computes for every step the loss does not compute again (ȳ_t)
+    computed = {
+        plan.step_of(st.target)[0]  # type: ignore[index]
+        for st in (*plan.forward, *plan.outputs)
+        if st.over in ("all", "forward")
+    }
+    loss = [
+        st
+        for st in plan.loss
+        if plan.step_of(st.target) is None or plan.step_of(st.target)[0] not in computed  # type: ignore[index]
+    ]
+    lasts = [st for st in (*loss, *plan.backward) if st.over == "last"]
     allocate = []
     done: set[str] = set(plan.states)
     for st in (*looped, *lasts):
-        base = plan.step_of(st.target)[0]  # type: ignore[index]
-        if base not in done:
+        found = plan.step_of(st.target)
+        base = found[0] if found is not None else None  # E is no array
+        if base is not None and base not in done:
             done.add(base)
             allocate.append(f"{base} = np.empty((T, B, {size[plan.bases[base]]}), dtype=dtype)")
     backward = [p.line(st) for st in plan.backward if st.over in ("once", "all", "last")]
     sums, stacked = _sum_lines(p, plan.gradients)
     stack_lines = [
-        Line(labels.PARAMETER_COLLECTED, f"{b}2 = {b}.reshape(T * B, {b}.shape[-1])")
+        Line((), f"{b}2 = {b}.reshape(T * B, {b}.shape[-1])  # steps × batch stacked")
         for b in sorted(stacked)
     ]
     params = tuple((w.name, tuple(str(v) for v in _param_shape(w))) for w in stmt.weights)
-    (output_state,) = {
-        plan.step_of(s)[0]  # type: ignore[index]
-        for eq in stmt.equations
-        if eq.target == m.o(m.t)
-        for s in eq.rhs.atoms(sp.MatrixSymbol)
-        if plan.step_of(s) is not None
-    }
     cell = d.config.cell
     title = {"gru": "a GRU", "lstm": "an LSTM"}[cell]
     return CellContext(
         template=TEMPLATE,
-        name=name,
         title=f"BPTT gradients of {title} cell for any sequence length T",
-        cell=cell,
         description=wrap(
             f"Configuration: any T, {d.config.describe().split(', ', 1)[1]}.",
             f"Loss: {text.loss}.",
         ),
         equations=tuple(
-            f"{eq.label:<6}  {text_of(eq.target)} = {text_of(eq.rhs)}" for eq in stmt.equations
+            line
+            for eq in stmt.equations
+            for line in textwrap.wrap(
+                f"{eq.label:<6}  {text_of(eq.target)} = {text_of(eq.rhs)}",
+                width=92,
+                subsequent_indent=" " * 12,
+            )
         ),
         config_items=(
             ("cell", repr(cell)),
@@ -198,7 +205,6 @@ def context(
         ),
         params=params,
         states=plan.states,
-        output_state=output_state,
         sizes=tuple(
             (v, k)
             for k, v in enumerate(("n_x", "n_s", "n_y"))
@@ -208,7 +214,7 @@ def context(
         forward_all=tuple(p.line(st) for st in plan.forward if st.over == "all"),
         forward_steps=tuple(p.line(st) for st in plan.forward if st.over == "forward"),
         outputs=tuple(p.line(st) for st in plan.outputs),
-        loss=tuple(p.line(st) for st in plan.loss),
+        loss=tuple(p.line(st) for st in loss),
         backward=tuple(backward),
         backward_steps=tuple(p.line(st) for st in plan.backward if st.over == "backward"),
         sums=(*stack_lines, *sums),

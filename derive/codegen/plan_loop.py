@@ -108,10 +108,12 @@ class _Builder:
         elif isinstance(e, sp.MatMul):
             ms = e.as_coeff_matrices()[1]
             weight = ms[-1].arg if isinstance(ms[-1], sp.Transpose) else ms[-1]
-            row = str(ms[0].name).rpartition("_")[0] if isinstance(ms[0], sp.MatrixSymbol) else "h"
+            row = (
+                str(ms[0].name).rpartition("_")[0] if isinstance(ms[0], sp.MatrixSymbol) else "tmp"
+            )
             stem = f"{row}{weight}{'T' if isinstance(ms[-1], sp.Transpose) else ''}"
         else:
-            stem = "h"
+            stem = "tmp"  # not a quantity's name (h̄ is the LSTM's state)
         name, k = stem, 1
         while name in self.bases:
             k += 1
@@ -156,13 +158,29 @@ def _work(e: Any) -> bool:
 def _inline_hidden(stmt: m.Statement, keep: set[Any]) -> list[m.Equation]:
     """The forward equations with every named intermediate (z̄_t, ō_t) substituted, except
     those in ``keep`` (what the loss reads: ō_t for cross-entropy) and those read more than
-    once (the GRU's ū_t), which are computed once, as statements of their own."""
+    once (the GRU's ū_t; a gate's pre-activation, which the overflow-safe σ reads twice), which
+    are computed once, as statements of their own."""
     equations = code_equations(stmt)
     reads: dict[Any, int] = {}
     for eq in equations:
         for node in sp.preorder_traversal(eq.rhs):
             if isinstance(node, sp.MatrixSymbol):
                 reads[node] = reads.get(node, 0) + 1
+    for eq in equations:
+        for node in sp.preorder_traversal(eq.rhs):
+            gate = isinstance(node, ElementwiseApplyFunction) and acts.applied_function(node) in (
+                acts.Sigma,
+                acts.Tanh,
+            )
+            if gate and node.expr in reads:
+                # a gate's function as code runs it may read its argument more than once (the
+                # overflow-safe σ): then the argument counts as read so many times (Φ's
+                # argument, the RNN's z̄_t, stays inlined: its loop kernels expect that)
+                body = acts.bound(acts.applied_function(node), stmt.config.act, "numeric_phi")
+                if isinstance(body, sp.Lambda):
+                    (var,) = body.variables
+                    uses = sum(1 for n in sp.preorder_traversal(body.expr) if n == var)
+                    reads[node.expr] += max(0, uses - 1)
     hidden = {
         eq.target: eq.rhs
         for eq in equations
@@ -194,12 +212,23 @@ def plan(d: Derivation) -> LoopPlan:
     node = loss_node(stmt)
     forward_steps, outputs = [], []
     inlined = _inline_hidden(stmt, node.atoms(sp.MatrixSymbol))
-    # step by step: what reads step t − 1, and every state (the LSTM's h̄_t reads c̄_t)
-    looped = {
-        str(eq.target.name).rpartition("_")[0]
-        for eq in inlined
-        if t - 1 in b.steps_in(eq.rhs) or m.step_of(eq.target)[0] in states  # type: ignore[index]
-    }
+    # Step by step: what depends on step t − 1 (directly or through this step's quantities)
+    # and a state of step t needs (the GRU's ū_t; the LSTM's h̄_t reads c̄_t); what depends on
+    # it but no state needs (ȳ_t) follows for every step at once.
+    base_of = {eq.target: str(eq.target.name).rpartition("_")[0] for eq in inlined}
+    later: set[str] = set()
+    for eq in inlined:
+        if t - 1 in b.steps_in(eq.rhs) or b.bases_in(b.instantiate(eq.rhs, {t: t})) & later:
+            later.add(base_of[eq.target])
+    needed = set(states)
+    for eq in reversed(inlined):
+        if base_of[eq.target] in needed:
+            needed |= {
+                str(s.name).rpartition("_")[0]
+                for s in eq.rhs.atoms(sp.MatrixSymbol)
+                if b.step(s) == t
+            }
+    looped = later & needed
     for eq in inlined:
         if str(eq.target.name).rpartition("_")[0] in looped:
             rhs = b.hoist(eq.rhs, t - 1, eq.label, frozenset(looped))
@@ -257,7 +286,10 @@ def plan(d: Derivation) -> LoopPlan:
     # step's share at step t (Σ_u δ^(u)_t), so the sums over windows are sums over steps.
     sums = []
     for w in stmt.weights:
-        label_pair = labels.SUM_LABELS.get(w.name, (labels.PARAMETER_COLLECTED,))
+        # the lecture's labels (Eq. 37 …) state the RNN's sums; a cell's are R7, W_y's too
+        label_pair = (
+            labels.SUM_LABELS[w.name] if d.config.cell == "rnn" else (labels.PARAMETER_COLLECTED,)
+        )
         parts = gen.sums[w.name] if window is None else gen.lane_sums[w.name]
         for part in parts:
             target = sp.MatrixSymbol(f"dE_d{w.name}", *w.shape)

@@ -28,8 +28,7 @@ from derive import activations as acts
 from derive import chain, check, labels, notation, ops, verify
 from derive import model as m
 from derive.check import CheckResult
-from derive.config import Config
-from derive.derivation import Derivation, derive
+from derive.derivation import Derivation
 from derive.errors import GenerationError
 from derive.notes.cell_graph import Picture, base, local_jacobians, role, step_graph, unfolded
 from derive.notes.common import Display, N, t, tex_text, with_diagonals
@@ -65,7 +64,7 @@ class CellInput:
     proof: Proof
     checks: tuple[CheckResult, ...] = ()
     extra: Mapping[str, Proof] = field(default_factory=dict)  # {"N=1": proof, …}
-    rnn: Derivation | None = None  # the lecture's RNN with Σ_t E_t; None: derived here
+    rnn: Derivation | None = None  # the lecture's RNN with Σ_t E_t (required)
 
 
 @dataclass(frozen=True)
@@ -162,8 +161,10 @@ def cell_context(given: CellInput) -> CellContext:
     stmt, gen = d.statement, d.closed.generic
     if stmt.config.cell == "rnn":
         raise GenerationError("cell notes: expected a GRU or an LSTM derivation, got the RNN")
-    # The RNN of the comparison: the one generate derived, if handed in (else 0.2 s here).
-    rnn = given.rnn if given.rnn is not None else derive(Config(loss_steps="all"))
+    # The RNN of the comparison, derived by generate (the notes derive nothing).
+    rnn = given.rnn
+    if rnn is None or rnn.config.cell != "rnn":
+        raise GenerationError("cell notes: expected the lecture's RNN for the comparison (rnn=…)")
     proofs = {f"N={given.proof.config.steps}": given.proof, **given.extra}
     for proof in proofs.values():
         if not proof.ok:
@@ -357,8 +358,9 @@ def _adjoints(stmt: m.Statement) -> Display:
 
 
 def _sum_label(weight: str) -> str:
-    """The label the generated code cites for ∂E/∂θ (Eq. 37 for W_y, as the RNN's; else R7)."""
-    return labels.SUM_LABELS.get(weight, (labels.PARAMETER_COLLECTED,))[0]
+    """The label the generated code cites for ∂E/∂θ: R7 for every parameter of a cell (the
+    lecture's (37) states the RNN's s̄_t W_y)."""
+    return labels.PARAMETER_COLLECTED
 
 
 def _sums(d: Derivation) -> tuple[Display, ...]:

@@ -42,15 +42,6 @@ if TYPE_CHECKING:
 # that order of preference at the same depth).
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _BREAK_SUM, _BREAK_OP, _BREAK = "\ue002", "\ue003", "\ue004"
-# The named entry-wise functions as the notes write them.
-LATEX_NAMES = {
-    acts.Phi: r"\Phi",
-    acts.dPhi: r"\Phi'",
-    acts.Sigma: r"\sigma",
-    acts.dSigma: r"\sigma'",
-    acts.Tanh: r"\tanh",
-    acts.dTanh: r"\tanh'",
-}
 _BREAKS = {_BREAK_SUM: 0, _BREAK_OP: 1, _BREAK: 2}
 # Delimiter sizes by the number of pairs a pair encloses.
 _SIZES = (("(", ")"), (r"\bigl(", r"\bigr)"), (r"\Bigl(", r"\Bigr)"), (r"\biggl(", r"\biggr)"))
@@ -268,15 +259,16 @@ class BPTTLatexPrinter(LatexPrinter):
         """Φ and Φ' applied entry by entry, as the lecture writes Φ(·); a gated cell's σ, tanh
         and their derivatives alike."""
         fn = acts.applied_function(expr)
-        if fn not in LATEX_NAMES:
+        if notation.function(fn) is None:
             raise GenerationError(f"no LaTeX rule for the entry-wise function {fn}")
         return f"{self._print(fn)}({self._print(expr.expr)})"
 
     def _print_UndefinedFunction(self, expr: Any) -> str:
         """A named function by itself, Φ or Φ', σ, tanh and their derivatives (any other
         function has no notation)."""
-        if expr in LATEX_NAMES:
-            return LATEX_NAMES[expr]
+        entry = notation.function(expr)
+        if entry is not None:
+            return entry.latex
         raise GenerationError(f"no LaTeX rule for the function {expr}")
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:

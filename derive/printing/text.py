@@ -19,16 +19,6 @@ from derive import activations as acts
 from derive import notation
 from derive.errors import GenerationError
 
-# The named entry-wise functions as the notes write them.
-TEXT_NAMES = {
-    acts.Phi: "Φ",
-    acts.dPhi: "Φ'",
-    acts.Sigma: "σ",
-    acts.dSigma: "σ'",
-    acts.Tanh: "tanh",
-    acts.dTanh: "tanh'",
-}
-
 
 class TextPrinter(StrPrinter):
     """StrPrinter with the model's own nodes written as in the lecture."""
@@ -81,7 +71,8 @@ class TextPrinter(StrPrinter):
     def _print_ElementwiseApplyFunction(self, expr: ElementwiseApplyFunction) -> str:
         """Φ(z̄) and Φ'(z̄), not SymPy's Lambda notation."""
         fn = acts.applied_function(expr)
-        name = TEXT_NAMES.get(fn, None)
+        entry = notation.function(fn)
+        name = None if entry is None else entry.text
         if name is None:
             return str(
                 self._print(fn.expr.xreplace({fn.variables[0]: sp.Symbol(self._print(expr.expr))}))
