@@ -16,14 +16,13 @@ reduction="sum")`` returning ``.loss`` and ``.params`` (name → array shaped li
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from bench.cases import CELLS, CellProblem
-from bench.impl import ContractError, Impl, Named, Unavailable, jax_x64
+from bench.impl import ContractError, Impl, Named, Unavailable, jax_compiled, jax_x64
 
 
 def generated_module(cell: str) -> Any:
@@ -242,12 +241,7 @@ class JaxCell(CellImpl):
         self.params = {k: jax.device_put(v) for k, v in problem.params.items()}
         self.x, self.d = jax.device_put(problem.x), jax.device_put(problem.d)
         args = (self.params, self.x, self.d)
-        start = time.perf_counter()
-        self._loss = jax.jit(loss_fn).lower(*args).compile()
-        self.compile_seconds["loss"] = time.perf_counter() - start
-        start = time.perf_counter()
-        self._grad = jax.jit(jax.value_and_grad(loss_fn)).lower(*args).compile()
-        self.compile_seconds["gradients"] = time.perf_counter() - start
+        self._loss, self._grad = jax_compiled(jax, loss_fn, args, self.compile_seconds)
 
     def loss(self) -> Any:
         return self._loss(self.params, self.x, self.d).block_until_ready()

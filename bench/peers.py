@@ -24,7 +24,7 @@ import numpy as np
 
 from bench import gated
 from bench.cases import Case, Problem
-from bench.impl import Impl, jax_x64
+from bench.impl import Impl, jax_compiled, jax_x64
 
 Values = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 
@@ -385,12 +385,7 @@ class Jax(Impl):
         self.W = tuple(jax.device_put(w) for w in p.weights)
         self.x, self.d = jax.device_put(p.x), jax.device_put(p.d)
         args = (self.W, self.x, self.d)
-        start = time.perf_counter()
-        self._loss = jax.jit(loss_fn).lower(*args).compile()
-        self.compile_seconds["loss"] = time.perf_counter() - start
-        start = time.perf_counter()
-        self._grad = jax.jit(jax.value_and_grad(loss_fn)).lower(*args).compile()
-        self.compile_seconds["gradients"] = time.perf_counter() - start
+        self._loss, self._grad = jax_compiled(jax, loss_fn, args, self.compile_seconds)
 
     def loss(self) -> Any:
         return self._loss(self.W, self.x, self.d).block_until_ready()

@@ -452,23 +452,7 @@ def explicit(stmt: Statement, sizes: tuple[int, int, int]) -> Explicit:
     """
     dims = dict(zip((n_x, n_s, n_y), _check_sizes(sizes), strict=True))
     ctx = ops.Context(stmt.config.act, dims)
-    values: dict[sp.MatrixSymbol, sp.Matrix] = {}
-    given: list[sp.MatrixSymbol] = []
-
-    def give(symbol: sp.MatrixSymbol, name: str) -> None:
-        rows, cols = (int(sp.sympify(v).xreplace(dims)) for v in symbol.shape)
-        values[symbol] = symbol_matrix(name, rows, cols)
-        given.append(symbol)
-
-    for w in stmt.weights:
-        give(w, w.name.replace("_", ""))
-    for name in stmt.names("state"):
-        give(at(name, 0), f"{name}0")
-    steps = range(1, stmt.config.steps + 1)
-    for role in ("input", "target"):
-        for name in stmt.names(role):
-            for k in steps:
-                give(at(name, k), f"{name}{k}")
+    values, given = _given(stmt, dims)
     for target, rhs in stmt.definitions().items():
         values[target] = ops.evaluate(rhs, values, ctx)
     (loss_name,) = stmt.names("loss")
@@ -530,6 +514,23 @@ def scalar_graph(stmt: Statement, sizes: tuple[int, int, int]) -> ScalarGraph:
         )
     dims = dict(zip((n_x, n_s, n_y), _check_sizes(sizes), strict=True))
     ctx = ops.Context(stmt.config.act, dims)
+    values, given = _given(stmt, dims)
+    definitions: dict[sp.Symbol, sp.Expr] = {}
+    for target, rhs in stmt.definitions().items():
+        entries = ops.evaluate(rhs, values, ctx)
+        nodes = symbol_matrix(f"{target.name}:", entries.rows, entries.cols)
+        definitions.update(zip(nodes, entries, strict=True))
+        values[target] = nodes
+    (loss_name,) = stmt.names("loss")
+    loss = tuple(values[at(loss_name, k)][0, 0] for k in stmt.config.loss_terms)
+    return ScalarGraph(stmt, tuple(dims.values()), values, definitions, loss, tuple(given))
+
+
+def _given(
+    stmt: Statement, dims: Mapping[Any, int]
+) -> tuple[dict[sp.MatrixSymbol, sp.Matrix], list[sp.MatrixSymbol]]:
+    """A matrix of scalar symbols for each input of N steps (weights, s̄_0, x̄_k, d̄_k), named
+    ``Wx_0_1``, ``s0_2``, ``x1_0`` …, and the inputs in that order."""
     values: dict[sp.MatrixSymbol, sp.Matrix] = {}
     given: list[sp.MatrixSymbol] = []
 
@@ -542,20 +543,11 @@ def scalar_graph(stmt: Statement, sizes: tuple[int, int, int]) -> ScalarGraph:
         give(w, w.name.replace("_", ""))
     for name in stmt.names("state"):
         give(at(name, 0), f"{name}0")
-    steps = range(1, stmt.config.steps + 1)
     for role in ("input", "target"):
         for name in stmt.names(role):
-            for k in steps:
+            for k in range(1, stmt.config.steps + 1):
                 give(at(name, k), f"{name}{k}")
-    definitions: dict[sp.Symbol, sp.Expr] = {}
-    for target, rhs in stmt.definitions().items():
-        entries = ops.evaluate(rhs, values, ctx)
-        nodes = symbol_matrix(f"{target.name}:", entries.rows, entries.cols)
-        definitions.update(zip(nodes, entries, strict=True))
-        values[target] = nodes
-    (loss_name,) = stmt.names("loss")
-    loss = tuple(values[at(loss_name, k)][0, 0] for k in stmt.config.loss_terms)
-    return ScalarGraph(stmt, tuple(dims.values()), values, definitions, loss, tuple(given))
+    return values, given
 
 
 def _check_sizes(sizes: Any) -> tuple[int, int, int]:
