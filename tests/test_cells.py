@@ -325,3 +325,17 @@ def test_the_command_line_writes_and_proves_a_cell(
     assert "generated for the NumPy backend only" in capsys.readouterr().err
     assert main(["--cell", "gru", "--activation", "relu"]) == 2
     assert "--activation: the GRU cell's functions are fixed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("cell", "gates"), [("gru", 3), ("lstm", 4)])
+def test_each_recurrent_product_is_computed_once_per_step(cell: str, gates: int) -> None:
+    """The forward loop multiplies the previous state by each gate's weight once (the
+    overflow-safe σ reads its argument twice: the pre-activation is a statement of its own)."""
+    from derive import codegen
+
+    state = "s" if cell == "gru" else "h"
+    source = codegen.module_source(
+        derive(Config(cell=cell, loss_steps="all")), loop=True, name=cell
+    )
+    loop = source.split("    for k in range(T):\n", 1)[1].split("\n    # ", 1)[0]
+    assert loop.count(f"{state}_prev[k] @") == gates

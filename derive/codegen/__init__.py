@@ -54,7 +54,7 @@ class NumPyBackend(Backend):
         ctx: Any
         if d.config.cell != "rnn":
             _cell_form(d, loop)
-            ctx = numpy_cell.context(d, plan_loop.plan(d), text, printer, name)
+            ctx = numpy_cell.context(d, plan_loop.plan(d), text, printer)
         elif loop:
             ctx = numpy_loop.context(d, plan_loop.plan(d), text, printer, name)
         else:

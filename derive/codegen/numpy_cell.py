@@ -142,7 +142,7 @@ def _sum_lines(p: _Printer, sums: tuple[Statement, ...]) -> tuple[list[Line], se
 
 
 def context(
-    d: Derivation, plan: LoopPlan, text: ModelText, printer: BPTTNumPyPrinter, name: str
+    d: Derivation, plan: LoopPlan, text: ModelText, printer: BPTTNumPyPrinter
 ) -> CellContext:
     stmt = d.statement
     p = _Printer(plan, printer)

@@ -230,7 +230,7 @@ def cell_context(given: CellInput) -> CellContext:
                     *(q.label for q in stmt.equations),
                     labels.OUTPUT_GRADIENT,
                     labels.DELTA,
-                    *(_sum_label(w.name) for w in stmt.weights),
+                    labels.PARAMETER_COLLECTED,
                 ]
             )
         ),
@@ -357,12 +357,6 @@ def _adjoints(stmt: m.Statement) -> Display:
     return _packed(pairs, most=4)
 
 
-def _sum_label(weight: str) -> str:
-    """The label the generated code cites for ∂E/∂θ: R7 for every parameter of a cell (the
-    lecture's (37) states the RNN's s̄_t W_y)."""
-    return labels.PARAMETER_COLLECTED
-
-
 def _sums(d: Derivation) -> tuple[Display, ...]:
     """∂E/∂θ = Σ_t summand per parameter, under the label the code cites (R7; W_y: 37)."""
     e = sp.MatrixSymbol("E", 1, 1)
@@ -371,7 +365,7 @@ def _sums(d: Derivation) -> tuple[Display, ...]:
         parts = d.closed.generic.sums[w.name]
         terms = [sp.Sum(p.summand, (t, 1, N)) if p.steps == "all" else p.summand for p in parts]
         rhs = terms[0] if len(terms) == 1 else sp.Add(*terms, evaluate=False)
-        label = _sum_label(w.name)
+        label = labels.PARAMETER_COLLECTED  # every parameter of a cell, W_y's too
         groups.setdefault(label, []).append((Partial(e, w), "=", rhs))
     return tuple(Display(_packed(pairs).body, _tag(label)) for label, pairs in groups.items())
 
